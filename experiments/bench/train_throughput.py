@@ -1,0 +1,112 @@
+r"""Train-step throughput of a config next to the machine's dense-matmul FLOP/s, in one run.
+
+    python -m experiments.bench.train_throughput [--config=experiments/configs/digits.py] \
+        [--steps=50] [--config.model.arch=dit ...]
+
+Prints steps/s, images/s, the step's FLOPs (XLA cost analysis of the compiled
+step), achieved FLOP/s, and the ratio to float32 matmul FLOP/s (2048x2048, jit)
+measured in the same process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", "experiments/configs/digits.py", "Config file.", lock_config=True)
+flags.DEFINE_integer("steps", 50, "Timed steps (after one warm-up step).")
+flags.DEFINE_integer("repeats", 3, "Timing repeats; the best is reported.")
+
+
+def _best_time(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def matmul_flops_per_s(n: int = 2048, dtype="float32", repeats: int = 5) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    return 2 * n**3 / _best_time(lambda: f(a).block_until_ready(), repeats)
+
+
+def step_flops(jitted, *args) -> float:
+    cost = jitted.lower(*args).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    return float(cost["flops"])
+
+
+def measure(config, steps: int, repeats: int) -> dict:
+    import jax
+    import numpy as np
+
+    from experiments import build
+    from jaxdiff.data import pipeline
+    from jaxdiff.train import (
+        create_train_state, data_mesh, make_optimizer, make_train_step, parallel_train_step, replicate, shard_batch,
+    )
+
+    build.validate(config)
+    data = build.build_data(config)
+    module, net = build.build_network(config, data.shape)
+    pre = build.build_precond(config)
+    optimizer = make_optimizer(build.build_optim(config))
+    mesh = data_mesh()
+    tc = config.train
+    params = build.init_params(module, data.shape, jax.random.key(0))
+    state = replicate(create_train_state(params, optimizer, jax.random.key(1)), mesh)
+    step = parallel_train_step(
+        make_train_step(build.build_loss(config, net, pre), optimizer, batch_size=tc.batch_size,
+                        ema_halflife_nimg=tc.ema_halflife_nimg),
+        mesh, donate=False,
+    )
+    local = pipeline.batch_fn(data.train, pipeline.EpochSampler(len(data.train), tc.batch_size, seed=0))
+    batches = [shard_batch(local(i), mesh) for i in range(steps)]
+    flops = step_flops(step, state, batches[0])
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(state, batches[0]))
+    compile_s = time.perf_counter() - t0
+
+    def run():
+        s = state
+        for b in batches:
+            s, m = step(s, b)
+        jax.block_until_ready(m)
+
+    seconds = _best_time(run, repeats) / steps
+    peak = matmul_flops_per_s()
+    return {
+        "arch": config.model.arch,
+        "params": int(sum(np.size(p) for p in jax.tree.leaves(params))),
+        "batch_size": tc.batch_size,
+        "devices": jax.device_count(),
+        "compile_s": round(compile_s, 2),
+        "ms_per_step": round(1e3 * seconds, 2),
+        "steps_per_s": round(1 / seconds, 2),
+        "images_per_s": round(tc.batch_size / seconds, 1),
+        "gflop_per_step": round(flops / 1e9, 3),
+        "achieved_gflop_per_s": round(flops / seconds / 1e9, 1),
+        "matmul_gflop_per_s_f32": round(peak / 1e9, 1),
+        "fraction_of_matmul": round(flops / seconds / peak, 3),
+    }
+
+
+def main(argv):
+    del argv
+    print(json.dumps(measure(FLAGS.config, FLAGS.steps, FLAGS.repeats), indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,113 @@
+r"""Train, sample and evaluate diffusion models from a config file.
+
+    python -m experiments.main --config=experiments/configs/digits.py --workdir=/tmp/digits \
+        [--mode=train|sample|eval] [--config.train.num_steps=2000 ...]
+
+``train`` resumes from the latest checkpoint in ``workdir``, then samples and
+evaluates with the EMA parameters. Outputs in ``workdir``: ``checkpoints/``
+(orbax), ``metrics.jsonl`` (training curve), ``samples.png`` (samples next to
+real data), ``samples.npz`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Path to an experiments/configs/*.py file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "eval"], "What to do.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> dict:
+    """Run one mode and return the evaluation metrics (also written to ``workdir/metrics.json``)."""
+    from experiments import build, evaluate
+
+    build.validate(config)
+    import jax
+
+    from jaxdiff.data import pipeline
+    from jaxdiff.train import (
+        Checkpointer, check_batch_size, create_train_state, data_mesh, fit, make_optimizer,
+        make_train_step, parallel_train_step, replicate, shard_batch,
+    )
+
+    data = build.build_data(config)
+    module, net = build.build_network(config, data.shape)
+    pre = build.build_precond(config)
+    loss_fn = build.build_loss(config, net, pre)
+    optimizer = make_optimizer(build.build_optim(config))
+    sample = build.build_sampler(config, net, pre, data.shape)
+    mesh = data_mesh()
+    check_batch_size(config.train.batch_size, mesh)
+
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+
+    k_init, k_train, k_sample = jax.random.split(jax.random.key(config.seed), 3)
+    params = build.init_params(module, data.shape, k_init)
+    state = replicate(create_train_state(params, optimizer, k_train), mesh)
+    t0 = time.perf_counter()
+    if mode == "train":
+        tc = config.train
+        step = parallel_train_step(
+            make_train_step(loss_fn, optimizer, batch_size=tc.batch_size,
+                            ema_halflife_nimg=tc.ema_halflife_nimg, ema_rampup_ratio=tc.ema_rampup_ratio),
+            mesh,
+        )
+        local = pipeline.batch_fn(data.train, pipeline.EpochSampler(len(data.train), tc.batch_size, seed=config.seed))
+        state = fit(
+            state, step, lambda s: shard_batch(local(s), mesh), num_steps=tc.num_steps, workdir=workdir,
+            log_every=tc.log_every, checkpoint_every=tc.checkpoint_every, max_to_keep=tc.max_to_keep,
+            progress=progress,
+        )
+    else:
+        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+        state = ckpt.restore(state)
+        ckpt.close()
+    train_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    n = config.eval.num_samples if mode != "sample" else config.sample.num_samples
+    labels = None
+    if config.model.num_classes:
+        labels = jax.numpy.arange(n) % config.model.num_classes
+    samples = jax.device_get(sample(state.ema_params, k_sample, n, labels))
+    sample_seconds = time.perf_counter() - t0
+    evaluate.save_samples(workdir, samples, data)
+    if mode == "sample":
+        return {}
+    metrics = evaluate.evaluate(config, samples, data)
+    metrics.update(step=int(state.step), train_seconds=train_seconds, sample_seconds=sample_seconds,
+                   sampler=config.sample.sampler, sampler_nfe=2 * config.sample.num_steps - 1
+                   if config.sample.sampler == "heun" else config.sample.num_steps)
+    with open(os.path.join(workdir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    return metrics
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    import jax
+
+    jax.config.update(
+        "jax_compilation_cache_dir",
+        os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/jaxdiff/xla")),
+    )
+    metrics = run(FLAGS.config, FLAGS.workdir, FLAGS.mode, progress=FLAGS.progress)
+    if metrics:
+        print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

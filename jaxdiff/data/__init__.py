@@ -1,0 +1,1 @@
+"""Data sources: shipped data sets, 2-D toys and TFDS, all as random-access arrays."""

@@ -1,0 +1,36 @@
+"""Input validation shared by the samplers (runs on concrete values only)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+
+def _concrete(a):
+    try:
+        return np.asarray(a)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def check_sigmas(sigmas) -> None:
+    """``sigmas``: (N+1,) strictly decreasing, non-negative, ending with 0."""
+    s = _concrete(sigmas)
+    if s is None:
+        return
+    if s.ndim != 1 or s.shape[0] < 2:
+        raise ValueError(f"sigmas must be a 1-D grid of at least 2 levels, got shape {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("sigmas must be finite")
+    if s[-1] != 0:
+        raise ValueError(f"sigmas must end with 0 (as jaxdiff.schedules.karras), got last value {s[-1]}")
+    if np.any(s < 0):
+        raise ValueError(f"sigmas must be non-negative, got min {s.min()}")
+    if np.any(np.diff(s) >= 0):
+        raise ValueError("sigmas must be strictly decreasing")
+
+
+def check_denoised(x, denoised) -> None:
+    """The denoiser must return an array of the same shape as its input."""
+    if denoised.shape != x.shape:
+        raise ValueError(f"denoiser returned shape {denoised.shape} for input x of shape {x.shape}")

@@ -1,0 +1,103 @@
+"""The training loop: explicit state passing, checkpoints, resumption, progress."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from tqdm.auto import tqdm
+
+from jaxdiff.train.checkpoint import Checkpointer
+from jaxdiff.train.logging import MetricWriter
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag checked between steps (save, then stop)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, *_):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def fit(
+    state,
+    train_step: Callable,
+    batches: Callable[[int], dict],
+    *,
+    num_steps: int,
+    workdir: str,
+    log_every: int = 50,
+    checkpoint_every: int = 500,
+    max_to_keep: int = 3,
+    progress: bool = True,
+):
+    """Run ``train_step`` until ``state.step == num_steps``, resuming from ``workdir``.
+
+    Args:
+      state: a fresh ``TrainState`` (placed as ``train_step`` expects); replaced by
+        the latest checkpoint in ``workdir/checkpoints`` if there is one.
+      train_step: ``(state, batch) -> (state, metrics)``, typically jitted.
+      batches: ``step -> batch``, a pure function of the step, so the data
+        position is restored with the state and no example is seen twice or skipped.
+      log_every: metrics are averaged over this many steps and appended to
+        ``workdir/metrics.jsonl``; ``checkpoint_every`` must be a multiple of it.
+
+    A SIGTERM (preemption) saves a checkpoint at the next step boundary and
+    returns early. Returns the final state.
+    """
+    if num_steps < 0:
+        raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+    if log_every <= 0 or checkpoint_every <= 0:
+        raise ValueError(f"log_every and checkpoint_every must be > 0, got {log_every}, {checkpoint_every}")
+    if checkpoint_every % log_every:
+        raise ValueError(f"checkpoint_every={checkpoint_every} must be a multiple of log_every={log_every}")
+    os.makedirs(workdir, exist_ok=True)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=max_to_keep)
+    if ckpt.latest_step() is not None:
+        state = ckpt.restore(state)
+    start = int(state.step)
+    writer = MetricWriter(
+        os.path.join(workdir, "metrics.jsonl"), resume_step=start, tensorboard_dir=os.path.join(workdir, "tb")
+    )
+    bar = tqdm(total=num_steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
+    acc, n_acc, t_last = None, 0, time.perf_counter()
+    with _Preemption() as preemption:
+        for step in range(start, num_steps):
+            state, metrics = train_step(state, batches(step))
+            acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
+            n_acc += 1
+            done = step + 1
+            if done % log_every == 0 or done == num_steps:
+                means = {k: float(v) / n_acc for k, v in jax.device_get(acc).items()}
+                now = time.perf_counter()
+                writer.write(done, means)
+                bar.set_postfix(loss=f"{means['loss']:.4f}", steps_per_s=f"{n_acc / (now - t_last):.1f}")
+                bar.update(n_acc)
+                acc, n_acc, t_last = None, 0, now
+            if done % checkpoint_every == 0 or done == num_steps or preemption.requested:
+                ckpt.save(done, state)
+            if preemption.requested:
+                break
+    bar.close()
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
+    return state

@@ -1,0 +1,38 @@
+"""Helpers to run the CLI in a subprocess on tiny configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TINY_TOY = [
+    "--config=experiments/configs/toy2d.py",
+    "--config.model.mlp.width=32",
+    "--config.model.mlp.depth=2",
+    "--config.train.batch_size=64",
+    "--config.sample.num_steps=4",
+    "--config.eval.num_samples=200",
+    "--progress=false",
+]
+
+
+def cli(workdir, *args, wait=True):
+    """Start ``python -m experiments.main`` with ``args``; return the finished process (or the Popen)."""
+    cmd = [sys.executable, "-m", "experiments.main", f"--workdir={workdir}", *args]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return proc
+    out, _ = proc.communicate(timeout=600)
+    proc.output = out
+    return proc
+
+
+@pytest.fixture
+def run_cli():
+    return cli

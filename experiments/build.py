@@ -70,6 +70,10 @@ def build_network(config, shape: tuple):
     if cfg.arch not in ARCHS:
         _fail("model.arch", f"unknown architecture {cfg.arch!r}; choose one of {ARCHS}")
     kwargs = dict(cfg.get(cfg.arch, {}))
+    if "dtype" in kwargs:
+        if kwargs["dtype"] not in ("float32", "bfloat16", "float16"):
+            _fail(f"model.{cfg.arch}.dtype", f"must be float32, bfloat16 or float16, got {kwargs['dtype']!r}")
+        kwargs["dtype"] = jnp.dtype(kwargs["dtype"])
     if cfg.arch == "mlp":
         if len(shape) != 1:
             _fail("model.arch", f"mlp needs flat (D,) examples, the data has shape {shape}")

@@ -4,8 +4,8 @@ r"""Train-step throughput of a config next to the machine's dense-matmul FLOP/s,
         [--steps=50] [--config.model.arch=dit ...]
 
 Prints steps/s, images/s, the step's FLOPs (XLA cost analysis of the compiled
-step), achieved FLOP/s, and the ratio to float32 matmul FLOP/s (2048x2048, jit)
-measured in the same process.
+step), achieved FLOP/s, and the ratio to the dense-matmul FLOP/s (2048x2048,
+jit) of the network's compute dtype, measured in the same process.
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ def measure(config, steps: int, repeats: int) -> dict:
         jax.block_until_ready(m)
 
     seconds = _best_time(run, repeats) / steps
-    peak = matmul_flops_per_s()
+    compute_dtype = config.model.get(config.model.arch, {}).get("dtype", "float32")
+    peaks = {dt: matmul_flops_per_s(dtype=dt) for dt in ("float32", "bfloat16")}
+    peak = peaks.get(compute_dtype, peaks["float32"])
     return {
         "arch": config.model.arch,
         "params": int(sum(np.size(p) for p in jax.tree.leaves(params))),
@@ -98,8 +100,10 @@ def measure(config, steps: int, repeats: int) -> dict:
         "images_per_s": round(tc.batch_size / seconds, 1),
         "gflop_per_step": round(flops / 1e9, 3),
         "achieved_gflop_per_s": round(flops / seconds / 1e9, 1),
-        "matmul_gflop_per_s_f32": round(peak / 1e9, 1),
-        "fraction_of_matmul": round(flops / seconds / peak, 3),
+        "compute_dtype": compute_dtype,
+        "matmul_gflop_per_s_f32": round(peaks["float32"] / 1e9, 1),
+        "matmul_gflop_per_s_bf16": round(peaks["bfloat16"] / 1e9, 1),
+        "fraction_of_matmul_same_dtype": round(flops / seconds / peak, 3),
     }
 
 

@@ -14,7 +14,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.num_classes = 0
     c.model.unet = ml_collections.ConfigDict(dict(
         channels=32, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0, num_groups=8))
-    c.model.dit = ml_collections.ConfigDict(dict(patch_size=2, hidden_size=128, depth=4, num_heads=4))
+    c.model.dit = ml_collections.ConfigDict(dict(patch_size=2, hidden_size=128, depth=4, num_heads=4, dtype="float32"))
     c.model.mlp = ml_collections.ConfigDict(dict(width=256, depth=4))
 
     c.diffusion = ml_collections.ConfigDict(dict(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -42,12 +44,15 @@ class DiTBlock(nn.Module):
     """Pre-norm transformer block with adaLN-Zero: x (B,T,D), c (B,E) -> (B,T,D).
 
     The modulation Dense (shift/scale/gate for attention and MLP) is
-    zero-initialised, so the block is exactly the identity at init.
+    zero-initialised, so the block is exactly the identity at init. Attention
+    and MLP matmuls run in ``dtype`` (e.g. bfloat16); the residual stream and
+    the normalisations stay in float32.
     """
 
     num_heads: int
     mlp_ratio: float = 4.0
     dropout: float = 0.0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, c: jax.Array, *, train: bool = False) -> jax.Array:
@@ -57,13 +62,13 @@ class DiTBlock(nn.Module):
         drop = nn.Dropout(self.dropout, deterministic=not train)
 
         h = _modulate(_layer_norm()(x), shift_msa, scale_msa)
-        h = nn.MultiHeadDotProductAttention(self.num_heads, kernel_init=XAVIER, name="attn")(h)
-        x = x + gate_msa[:, None] * drop(h)
+        h = nn.MultiHeadDotProductAttention(self.num_heads, dtype=self.dtype, kernel_init=XAVIER, name="attn")(h)
+        x = x + gate_msa[:, None] * drop(h).astype(x.dtype)
 
         h = _modulate(_layer_norm()(x), shift_mlp, scale_mlp)
-        h = nn.gelu(nn.Dense(int(d * self.mlp_ratio), kernel_init=XAVIER, name="fc1")(h))
-        h = nn.Dense(d, kernel_init=XAVIER, name="fc2")(drop(h))
-        return x + gate_mlp[:, None] * h
+        h = nn.gelu(nn.Dense(int(d * self.mlp_ratio), dtype=self.dtype, kernel_init=XAVIER, name="fc1")(h))
+        h = nn.Dense(d, dtype=self.dtype, kernel_init=XAVIER, name="fc2")(drop(h))
+        return x + gate_mlp[:, None] * h.astype(x.dtype)
 
 
 class FinalLayer(nn.Module):
@@ -86,7 +91,8 @@ class DiT(nn.Module):
     Non-overlapping patch_size patches become tokens with fixed 2-D sin-cos
     positions; depth adaLN-Zero blocks; the zero-initialised final layer makes
     the output exactly zero at init. Dropout (attention output and MLP hidden)
-    draws from the 'dropout' RNG stream only when train=True.
+    draws from the 'dropout' RNG stream only when train=True. ``dtype`` is the
+    compute dtype of the transformer blocks (parameters stay float32).
     """
 
     patch_size: int = 2
@@ -97,6 +103,7 @@ class DiT(nn.Module):
     num_classes: int = 0
     embedding: str = "positional"
     dropout: float = 0.0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
@@ -127,7 +134,7 @@ class DiT(nn.Module):
         embed = NoiseLabelEmbedding(d, d, self.num_classes, self.embedding, name="embed")
         c = embed(c_noise, labels)
         for i in range(self.depth):
-            block = DiTBlock(self.num_heads, self.mlp_ratio, self.dropout, name=f"block{i}")
+            block = DiTBlock(self.num_heads, self.mlp_ratio, self.dropout, self.dtype, name=f"block{i}")
             h = block(h, c, train=train)
         h = FinalLayer(p * p * channels, name="final")(h, c)
         h = h.reshape(b, gh, gw, p, p, channels).transpose(0, 1, 3, 2, 4, 5)

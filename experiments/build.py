@@ -147,6 +147,8 @@ def check_train(config) -> None:
             _fail(f"train.{name}", f"must be > 0, got {cfg[name]}")
     if cfg.checkpoint_every % cfg.log_every:
         _fail("train.checkpoint_every", f"{cfg.checkpoint_every} must be a multiple of train.log_every={cfg.log_every}")
+    if cfg.nonfinite not in ("skip", "stop"):
+        _fail("train.nonfinite", f"must be 'skip' or 'stop', got {cfg.nonfinite!r}")
     if cfg.ema_halflife_nimg < 0:
         _fail("train.ema_halflife_nimg", f"must be >= 0, got {cfg.ema_halflife_nimg}")
 

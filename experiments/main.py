@@ -67,7 +67,7 @@ def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> 
         state = fit(
             state, step, lambda s: shard_batch(local(s), mesh), num_steps=tc.num_steps, workdir=workdir,
             log_every=tc.log_every, checkpoint_every=tc.checkpoint_every, max_to_keep=tc.max_to_keep,
-            progress=progress,
+            progress=progress, stop_on_nonfinite=tc.nonfinite == "stop",
         )
     else:
         ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))

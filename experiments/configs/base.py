@@ -25,7 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict(dict(
         batch_size=128, num_steps=2000, ema_halflife_nimg=20_000.0, ema_rampup_ratio=0.05,
-        log_every=50, checkpoint_every=500, max_to_keep=3))
+        log_every=50, checkpoint_every=500, max_to_keep=3, nonfinite="skip"))
 
     c.sample = ml_collections.ConfigDict(dict(
         sampler="heun", num_steps=18, sigma_min=0.002, sigma_max=80.0, rho=7.0, num_samples=100))

@@ -48,6 +48,7 @@ def fit(
     checkpoint_every: int = 500,
     max_to_keep: int = 3,
     progress: bool = True,
+    stop_on_nonfinite: bool = False,
 ):
     """Run ``train_step`` until ``state.step == num_steps``, resuming from ``workdir``.
 
@@ -59,6 +60,11 @@ def fit(
         position is restored with the state and no example is seen twice or skipped.
       log_every: metrics are averaged over this many steps and appended to
         ``workdir/metrics.jsonl``; ``checkpoint_every`` must be a multiple of it.
+
+    Steps with a non-finite loss or gradient are skipped by ``train_step`` and
+    counted in the ``nonfinite`` metric; with ``stop_on_nonfinite`` the first
+    one raises ``FloatingPointError`` naming the step, and the checkpoints on
+    disk (all written before it) stay intact.
 
     A SIGTERM (preemption) saves a checkpoint at the next step boundary and
     returns early. Returns the final state.
@@ -82,6 +88,12 @@ def fit(
     with _Preemption() as preemption:
         for step in range(start, num_steps):
             state, metrics = train_step(state, batches(step))
+            if stop_on_nonfinite and float(metrics["nonfinite"]):
+                ckpt.wait()
+                raise FloatingPointError(
+                    f"non-finite loss or gradient at step {step} (the update was not applied); "
+                    f"latest intact checkpoint: step {ckpt.latest_step()} in {ckpt.directory}"
+                )
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
             n_acc += 1
             done = step + 1

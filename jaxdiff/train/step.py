@@ -27,22 +27,32 @@ def make_train_step(
     ``loss_fn(params, batch, key) -> (loss, terms)``; the step key is
     ``fold_in(state.rng, state.step)``, so a resumed run draws the same noise.
     ``batch_size`` is the global batch (for the EMA half-life in images).
-    Metrics: the loss terms, ``grad_norm``, ``ema_decay``.
+    A non-finite loss or gradient leaves params, EMA and optimizer state
+    unchanged (the step counter still advances, so the data moves on) and sets
+    the metric ``nonfinite`` to 1; ``fit`` can stop on it.
+    Metrics: the loss terms, ``grad_norm``, ``ema_decay``, ``nonfinite``.
     """
 
     def train_step(state: TrainState, batch: dict):
         key = jax.random.fold_in(state.rng, state.step)
-        (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         decay = ema_decay(state.step, batch_size, ema_halflife_nimg, ema_rampup_ratio)
+
+        def keep(new, old):
+            return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+
         new_state = state.replace(
             step=state.step + 1,
-            params=params,
-            ema_params=ema_update(state.ema_params, params, decay),
-            opt_state=opt_state,
+            params=keep(params, state.params),
+            ema_params=keep(ema_update(state.ema_params, params, decay), state.ema_params),
+            opt_state=keep(opt_state, state.opt_state),
         )
-        metrics = dict(terms, grad_norm=optax.global_norm(grads), ema_decay=jnp.asarray(decay))
+        metrics = dict(terms, grad_norm=grad_norm, ema_decay=jnp.asarray(decay),
+                       nonfinite=1.0 - finite.astype(jnp.float32))
         return new_state, metrics
 
     return train_step

@@ -53,6 +53,7 @@ def test_digits_cli_writes_png_metrics_and_checkpoint(tmp_path, run_cli):
         ("train.checkpoint_every", 75, "train.checkpoint_every"),
         ("diffusion.precond", "rectified", "diffusion.precond"),
         ("diffusion.sigma_data", -0.5, "diffusion.sigma_data"),
+        ("train.nonfinite", "ignore", "train.nonfinite"),
     ],
 )
 def test_bad_config_fails_naming_the_field(field, value, match):

@@ -1,0 +1,431 @@
+"""All-pairs and on-the-fly correlation with RAFT's windowed lookup, NHWC.
+
+Coordinates are (x, y) in pixels of the second feature map, pixel centres at
+integers, zeros outside: PyTorch ``grid_sample(align_corners=True)`` after
+RAFT's normalisation ``2x/(W-1) - 1``.
+
+Channel order of a lookup is RAFT's ``CorrBlock``: level-major, then the
+x-offset (slow), then the y-offset (fast)::
+
+    channel = l * (2r+1)**2 + (dx + r) * (2r+1) + (dy + r)
+
+A window is read as one (2r+2)² patch of integer taps per query and level,
+masked outside the image and interpolated by four shifted slices (all window
+taps share one fractional offset). The slow reference path clamps the patch into
+the map and interpolates with hat weights ``max(0, 1 - |p - c|)``, which is exact
+because every in-image tap of a window lies in its clamped patch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = jax.Array
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _concrete(a):
+    try:
+        return np.asarray(a)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _check_features(f1, f2) -> None:
+    if f1.ndim != 4:
+        raise ValueError(f"f1 must have shape (B, H, W, D), got {f1.shape}")
+    if f2.ndim != 4:
+        raise ValueError(f"f2 must have shape (B, H, W, D), got {f2.shape}")
+    if f1.shape != f2.shape:
+        raise ValueError(f"f1 and f2 must have the same shape (B, H, W, D), got f1 {f1.shape}, f2 {f2.shape}")
+
+
+def _check_levels(num_levels: int, height: int, width: int) -> None:
+    if num_levels < 1:
+        raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+    if min(height, width) >> (num_levels - 1) < 1:
+        raise ValueError(f"num_levels={num_levels} pools a {height}x{width} map to nothing")
+
+
+def _check_coords(coords, batch: int, height: int, width: int, radius: int) -> None:
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    if coords.shape != (batch, height, width, 2):
+        expected = (batch, height, width, 2)
+        raise ValueError(f"coords must have shape {expected} (B, H, W, xy), got {coords.shape}")
+    c = _concrete(coords)
+    if c is not None and np.isnan(c).any():
+        raise ValueError("coords contain NaN")
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def bilinear_sample(image: Array, coords: Array) -> Array:
+    """Sample ``image`` (B, H, W, C) at ``coords`` (B, ..., 2) in (x, y) pixels -> (B, ..., C).
+
+    Each of the four corner taps contributes only if it lies inside the image.
+    """
+    if image.ndim != 4:
+        raise ValueError(f"image must have shape (B, H, W, C), got {image.shape}")
+    if coords.ndim < 2 or coords.shape[0] != image.shape[0] or coords.shape[-1] != 2:
+        raise ValueError(f"coords must have shape (B={image.shape[0]}, ..., 2), got {coords.shape}")
+    b, h, w, c = image.shape
+    xy = coords.reshape(b, -1, 2).astype(image.dtype)
+    x, y = xy[..., 0], xy[..., 1]
+    x0, y0 = jnp.floor(x), jnp.floor(y)
+    flat = image.reshape(b, h * w, c)
+    out = jnp.zeros((b, xy.shape[1], c), image.dtype)
+    for xi in (x0, x0 + 1):
+        for yi in (y0, y0 + 1):
+            weight = (1 - jnp.abs(x - xi)) * (1 - jnp.abs(y - yi))
+            inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+            idx = (jnp.clip(yi, 0, h - 1) * w + jnp.clip(xi, 0, w - 1)).astype(jnp.int32)
+            taps = jnp.take_along_axis(flat, idx[..., None], axis=1)
+            out = out + jnp.where(inside, weight, 0)[..., None] * taps
+    return out.reshape(coords.shape[:-1] + (c,))
+
+
+def _starts(p: Array, size: int, k: int, r: int) -> Array:
+    """Clamped first tap index of a k-wide patch for window centres ``p`` on a map of ``size``."""
+    s = jnp.clip(jnp.floor(p) - r, 0, size - k)
+    return jnp.clip(jnp.nan_to_num(s).astype(jnp.int32), 0, size - k)
+
+
+def _hat(p: Array, start: Array, r: int, k: int) -> Array:
+    """Interpolation weights (N, 2r+1, k): window offset x patch tap."""
+    pos = p[:, None] + jnp.arange(-r, r + 1, dtype=p.dtype)
+    taps = (start[:, None] + jnp.arange(k)).astype(p.dtype)
+    return jnp.maximum(0, 1 - jnp.abs(pos[:, :, None] - taps[:, None, :]))
+
+
+def _hat_windows(maps: Array, origin: Array, xy: Array, r: int) -> Array:
+    """Windows (N, (2r+1)², x-offset slow) by hat weights over one clamped (2r+2)² patch per query.
+
+    ``maps`` (N, hm, wm): entry [i, j] is level pixel (origin_y + i, origin_x + j);
+    ``origin`` (N, 2) int [x, y]; ``xy`` (N, 2) level coords. Each map must hold every
+    in-image tap of its window and no out-of-image data other than zeros.
+    """
+    k = 2 * r + 2
+    maps = _pad_to(maps, k, k, (1, 2))
+    _, hm, wm = maps.shape
+    rel = xy - origin
+    local = jnp.stack([_starts(rel[:, 0], wm, k, r), _starts(rel[:, 1], hm, k, r)], -1)
+    patch = jax.vmap(lambda m, s: _slice(m, (s[1], s[0]), (k, k)))(maps, local)
+    start = local + origin
+    wx = _hat(xy[:, 0], start[:, 0], r, k)
+    wy = _hat(xy[:, 1], start[:, 1], r, k)
+    t = jnp.einsum("njk,nak->naj", patch, wx)
+    return jnp.einsum("naj,nbj->nab", t, wy).reshape(patch.shape[0], -1)
+
+
+@functools.partial(jax.jit, static_argnames=("r", "height", "width"))
+def _windows(maps: Array, origin: Array, xy: Array, r: int, height: int, width: int) -> Array:
+    """As ``_hat_windows`` for a ``height`` x ``width`` level, fast: gathers (2r+2)-long row
+    segments at unclamped window starts from the flattened maps, masks taps outside the
+    image, then interpolates by four shifted slices. A segment may spill into a
+    neighbouring query's map (masked); only the first and last query can spill past the
+    buffer, so those two are recomputed with hat weights.
+    """
+    n, hm, wm = maps.shape
+    k = 2 * r + 2
+    x0, y0 = jnp.floor(xy[:, 0]), jnp.floor(xy[:, 1])
+    fx, fy = (xy[:, 0] - x0)[:, None, None], (xy[:, 1] - y0)[:, None, None]
+    col = jnp.clip(jnp.nan_to_num(x0) - r, -k, width).astype(jnp.int32)
+    rows = jnp.clip(jnp.nan_to_num(y0) - r, -k, height).astype(jnp.int32)[:, None] + jnp.arange(k)
+    cols = col[:, None] + jnp.arange(k)
+    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
+    map_rows = jnp.clip(rows, 0, height - 1) - origin[:, 1:]
+    first = jnp.arange(n)[:, None] * (hm * wm) + map_rows * wm + (col - origin[:, 0])[:, None]
+    flat = maps.reshape(-1)
+    segments = jax.vmap(jax.vmap(lambda f: _slice(flat, (f,), (k,))))(first)
+    patch = jnp.where(inside, segments, 0)  # (N, row, col)
+    rows_x = (1 - fx) * patch[:, :, :-1] + fx * patch[:, :, 1:]  # (N, row, x-offset)
+    # A conditional is a fusion barrier on XLA:CPU (optimization_barrier is stripped there):
+    # it materialises rows_x instead of re-gathering every tap inside one fused loop (3x faster).
+    rows_x = lax.cond(jnp.any(inside), lambda a: a, jnp.zeros_like, rows_x)
+    out = (1 - fy) * rows_x[:, :-1] + fy * rows_x[:, 1:]  # (N, y-offset, x-offset)
+    out = out.transpose(0, 2, 1).reshape(n, -1)
+    ends = jnp.array([0, n - 1])
+    return out.at[ends].set(_hat_windows(maps[ends], origin[ends], xy[ends], r))
+
+
+def _slice(x: Array, starts, sizes) -> Array:
+    """``lax.dynamic_slice`` with int32 starts (mixed index dtypes fail under x64)."""
+    return lax.dynamic_slice(x, [jnp.asarray(i, jnp.int32) for i in starts], sizes)
+
+
+def _slices(x: Array, starts: Array, sizes: tuple[int, ...]) -> Array:
+    """Stack of ``len(starts)`` dynamic slices of ``x``; starts (M, x.ndim). Unrolled: XLA:CPU
+    copies each slice as one memcpy, where a batched gather of large slices crawls."""
+    return jnp.stack([_slice(x, list(s), sizes) for s in starts])
+
+
+def _pad_to(x: Array, height: int, width: int, axes: tuple[int, int]) -> Array:
+    pad = [(0, 0)] * x.ndim
+    pad[axes[0]] = (0, max(0, height - x.shape[axes[0]]))
+    pad[axes[1]] = (0, max(0, width - x.shape[axes[1]]))
+    return jnp.pad(x, pad) if any(p[1] for p in pad) else x
+
+
+# ----------------------------------------------------------------------------- all pairs
+
+
+def correlation_volume(f1: Array, f2: Array) -> Array:
+    """All-pairs correlation <f1, f2> / sqrt(D): (B, H, W, D) x2 -> (B, H, W, H, W)."""
+    _check_features(f1, f2)
+    b, h, w, d = f1.shape
+    f1 = f1.reshape(b, h * w, d) * (1 / math.sqrt(d))
+    return jnp.einsum("bnd,bmd->bnm", f1, f2.reshape(b, h * w, d)).reshape(b, h, w, h, w)
+
+
+def _avg_pool(x: Array, axes: tuple[int, int]) -> Array:
+    """2x2 stride-2 average pooling (floor sizes) over two adjacent ``axes``."""
+    a, b = axes
+    h, w = x.shape[a] // 2, x.shape[b] // 2
+
+    def tap(i, j):
+        x_i = lax.slice_in_dim(x, i, i + 2 * h - 1, stride=2, axis=a)
+        return lax.slice_in_dim(x_i, j, j + 2 * w - 1, stride=2, axis=b)
+
+    return (tap(0, 0) + tap(1, 0) + tap(0, 1) + tap(1, 1)) * 0.25
+
+
+@functools.partial(jax.jit, static_argnames=("num_levels",))
+def _pyramid(f1: Array, f2: Array, num_levels: int) -> list[Array]:
+    """Unchecked ``correlation_pyramid``."""
+    levels = [correlation_volume(f1, f2)]
+    for _ in range(num_levels - 1):
+        levels.append(_avg_pool(levels[-1], (3, 4)))
+    return levels
+
+
+def correlation_pyramid(f1: Array, f2: Array, num_levels: int = 4) -> list[Array]:
+    """Volume pyramid: level l is (B, H, W, H >> l, W >> l) (floor sizes), 2x2 average pooled."""
+    _check_features(f1, f2)
+    _check_levels(num_levels, f1.shape[1], f1.shape[2])
+    return _pyramid(f1, f2, num_levels)
+
+
+def lookup(pyramid: Sequence[Array], coords: Array, radius: int = 4) -> Array:
+    """RAFT lookup: pyramid levels (B, H, W, h_l, w_l), coords (B, H, W, 2) -> (B, H, W, L (2r+1)²).
+
+    Level l samples a (2r+1)² window at ``coords / 2**l``; ``coords`` get no gradient.
+    """
+    if len(pyramid) < 1:
+        raise ValueError("pyramid must hold at least one level")
+    b, h, w = pyramid[0].shape[:3]
+    _check_coords(coords, b, h, w, radius)
+    return _lookup(tuple(pyramid), coords, radius)
+
+
+@functools.partial(jax.jit, static_argnames=("radius",))
+def _lookup(pyramid: tuple[Array, ...], coords: Array, radius: int) -> Array:
+    b, h, w = pyramid[0].shape[:3]
+    xy = lax.stop_gradient(coords).reshape(-1, 2).astype(pyramid[0].dtype)
+    origin = jnp.zeros(xy.shape, jnp.int32)
+    out = [
+        _windows(v.reshape((-1,) + v.shape[3:]), origin, xy / 2**i, radius, v.shape[3], v.shape[4])
+        for i, v in enumerate(pyramid)
+    ]
+    return jnp.concatenate(out, -1).reshape(b, h, w, -1)
+
+
+# ----------------------------------------------------------------------------- on the fly
+
+
+def feature_pyramid(f2: Array, num_levels: int = 4) -> list[Array]:
+    """Pooled features: level l is (B, H >> l, W >> l, D); pooling f2 equals pooling the volume."""
+    if f2.ndim != 4:
+        raise ValueError(f"f2 must have shape (B, H, W, D), got {f2.shape}")
+    _check_levels(num_levels, f2.shape[1], f2.shape[2])
+    levels = [f2]
+    for _ in range(num_levels - 1):
+        levels.append(_avg_pool(levels[-1], (1, 2)))
+    return levels
+
+
+def _tile_blocks(xy: Array, f2l: Array, r: int, region: tuple[int, int]) -> tuple[Array, Array, Array]:
+    """Patch starts (G, N, 2), a block origin per tile (G, 2) centred on its starts, and
+    whether each query's patch, hence every in-image tap of its window, lies in the block (G, N)."""
+    k = 2 * r + 2
+    _, h, w, _ = f2l.shape
+    start = jnp.stack([_starts(xy[..., 0], max(w, k), k, r), _starts(xy[..., 1], max(h, k), k, r)], -1)
+    size, extent = jnp.array([w, h]), jnp.array(region[::-1])
+    centre = jnp.round(start.mean(-2)).astype(jnp.int32) - (extent - k) // 2
+    origin = jnp.clip(centre, 0, size - extent)
+    local = start - origin[:, None]
+    fits = jnp.all((size == extent) | ((local >= 0) & (local <= extent - k)), -1)
+    return start, origin, fits
+
+
+def _block_windows(f1t: Array, xy: Array, image: Array, origin: Array, f2l: Array, r: int, region) -> Array:
+    """Windows (G N, (2r+1)²) of tiles against their blocks: f1t (G, N, D) scaled, xy (G, N, 2),
+    image and origin per tile. Right for every query whose patch lies in its block."""
+    _, h, w, d = f2l.shape
+    rh, rw = region
+    zero = jnp.zeros_like(image)
+    blocks = _slices(f2l, jnp.stack([image, origin[:, 1], origin[:, 0], zero], -1), (1, rh, rw, d))
+    corr = jnp.einsum("gnd,gmd->gnm", f1t, blocks.reshape(blocks.shape[0], -1, d))
+    g, n = xy.shape[:2]
+    origin = jnp.broadcast_to(origin[:, None], (g, n, 2)).reshape(-1, 2)
+    return _windows(corr.reshape(-1, rh, rw), origin, xy.reshape(-1, 2), r, h, w)
+
+
+def _gather_windows(f1q: Array, xy: Array, image: Array, start: Array, f2g: Array, r: int) -> Array:
+    """Windows (N, (2r+1)²) from per-query taps: f1q (N, D) scaled, xy, start (N, 2), image (N,),
+    f2g (B, h, w, D) padded to at least 2r+2 a side."""
+    k = 2 * r + 2
+    d = f2g.shape[-1]
+    taps = _slices(f2g, jnp.stack([image, start[:, 1], start[:, 0], jnp.zeros_like(image)], -1), (1, k, k, d))
+    return _hat_windows(jnp.einsum("nijd,nd->nij", taps.reshape(-1, k, k, d), f1q), start, xy, r)
+
+
+@functools.partial(jax.jit, static_argnames=("r", "tile", "chunk", "slack", "level", "spill"))
+def _on_the_fly_level(
+    f1: Array, f2l: Array, xy: Array, r: int, tile: int, chunk: int, slack: int, level: int, spill: int
+) -> Array:
+    """Windows (B, H, W, (2r+1)²) at one level.
+
+    Queries are cut into ``tile`` x ``tile`` tiles, ``chunk // tile²`` tiles at a time.
+    Each tile is one batched matmul against a block of f2 centred on its windows; the
+    queries whose patches fall outside their block are redone from gathered taps,
+    ``spill`` at a time, so their cost follows their number.
+    """
+    b, h, w, d = f1.shape
+    k = 2 * r + 2
+    extent = k + -(-(tile - 1) // 2**level) + slack
+    region = (min(extent, f2l.shape[1]), min(extent, f2l.shape[2]))
+    f2g = _pad_to(f2l, k, k, (1, 2))
+    th, tw = -(-h // tile), -(-w // tile)
+    pad = ((0, 0), (0, th * tile - h), (0, tw * tile - w), (0, 0))
+    f1t = jnp.pad(f1 * (1 / math.sqrt(d)), pad)
+    xyt = jnp.pad(xy, pad, mode="edge")
+    per_chunk = max(1, min(16, chunk // tile**2))
+    num_tiles = b * th * tw
+    num_chunks = -(-num_tiles // per_chunk)
+    queries = per_chunk * tile**2
+    spill = min(spill, queries)
+
+    def to_chunks(a):
+        a = a.reshape(b, th, tile, tw, tile, -1).transpose(0, 1, 3, 2, 4, 5)
+        a = a.reshape(num_tiles, tile * tile, -1)
+        a = jnp.pad(a, ((0, num_chunks * per_chunk - num_tiles), (0, 0), (0, 0)), mode="edge")
+        return a.reshape(num_chunks, per_chunk, tile * tile, -1)
+
+    image = jnp.minimum(jnp.arange(num_chunks * per_chunk) // (th * tw), b - 1).reshape(num_chunks, per_chunk)
+
+    @jax.checkpoint
+    def body(args):
+        f, c, i = args
+        start, origin, fits = _tile_blocks(c, f2l, r, region)
+        out = _block_windows(f, c, i, origin, f2l, r, region)
+        fq, cq, sq = f.reshape(queries, d), c.reshape(queries, 2), start.reshape(queries, 2)
+        iq = jnp.repeat(i, tile * tile)
+        missed = ~fits.reshape(-1)
+        order = jnp.nonzero(missed, size=queries, fill_value=queries)[0]
+
+        @jax.checkpoint
+        def redo(j):
+            idx = jnp.minimum(lax.dynamic_slice_in_dim(order, j * spill, spill), queries - 1)
+            return _gather_windows(fq[idx], cq[idx], iq[idx], sq[idx], f2g, r)
+
+        def patch_up(out):
+            skip = jnp.zeros((spill, out.shape[-1]), out.dtype)
+            steps = jnp.arange(-(-queries // spill))
+            redone = lax.map(lambda j: lax.cond(j * spill < missed.sum(), redo, lambda _: skip, j), steps)
+            where = jnp.pad(order, (0, redone.shape[0] * spill - queries), constant_values=queries)
+            return out.at[where].set(redone.reshape(-1, out.shape[-1]), mode="drop")
+
+        return lax.cond(missed.any(), patch_up, lambda o: o, out)
+
+    out = lax.map(body, (to_chunks(f1t), to_chunks(xyt), image))  # (chunks, queries, C)
+    out = out.reshape(-1, tile * tile, out.shape[-1])[:num_tiles]
+    out = out.reshape(b, th, tw, tile, tile, -1).transpose(0, 1, 3, 2, 4, 5)
+    return out.reshape(b, th * tile, tw * tile, -1)[:, :h, :w]
+
+
+def lookup_on_the_fly(
+    f1: Array,
+    f2: Array | Sequence[Array],
+    coords: Array,
+    radius: int = 4,
+    num_levels: int = 4,
+    *,
+    tile: int = 8,
+    chunk: int = 256,
+    slack: int = 2,
+    spill: int = 16,
+) -> Array:
+    """``lookup`` without the (HW)² volume: f1 (B, H, W, D), f2 (B, H, W, D) or its ``feature_pyramid``.
+
+    Returns (B, H, W, num_levels (2r+1)²), equal to ``lookup`` on the volume pyramid
+    (pooling f2 equals pooling the volume). Level l cuts queries into tiles of
+    T = ``min(tile * 2**l, 16)`` pixels; each tile is one matmul against a block of
+    ``2r+2 + ceil((T-1) / 2**l) + slack`` level pixels a side centred on its windows;
+    queries whose windows leave the block (motion boundaries) are redone from
+    gathered taps, ``spill`` at a time. ``chunk`` queries (at most 16 tiles) go at
+    once, so working memory is O(chunk (2r+2+T+slack)² D / T²), forward and backward,
+    next to O(B H W D) for the inputs and output.
+    """
+    pyramid = list(f2) if isinstance(f2, (list, tuple)) else None
+    if pyramid is None:
+        _check_features(f1, f2)
+        pyramid = feature_pyramid(f2, num_levels)
+    else:
+        _check_features(f1, pyramid[0])
+        num_levels = len(pyramid)
+    b, h, w, _ = f1.shape
+    _check_levels(num_levels, h, w)
+    _check_coords(coords, b, h, w, radius)
+    if min(tile, chunk, spill) < 1 or slack < 0:
+        got = f"tile={tile}, chunk={chunk}, spill={spill}, slack={slack}"
+        raise ValueError(f"tile, chunk and spill must be >= 1 and slack >= 0, got {got}")
+    xy = lax.stop_gradient(coords).astype(f1.dtype)
+    out = [
+        _on_the_fly_level(f1, f2l, xy / 2**i, radius, min(tile * 2**i, max(16, tile)), chunk, slack, i, spill)
+        for i, f2l in enumerate(pyramid)
+    ]
+    return jnp.concatenate(out, -1)
+
+
+# ----------------------------------------------------------------------------- convenience
+
+
+def correlation_lookup(
+    f1: Array,
+    f2: Array,
+    num_levels: int = 4,
+    radius: int = 4,
+    mode: str = "auto",
+    memory_budget: int = 1 << 30,
+) -> Callable[[Array], Array]:
+    """RAFT's ``CorrBlock`` as a closure: returns ``coords (B, H, W, 2) -> (B, H, W, L (2r+1)²)``.
+
+    ``mode``: "all_pairs" builds the pyramid once; "on_the_fly" never builds it;
+    "auto" picks on-the-fly when the level-0 volume would exceed ``memory_budget`` bytes.
+    """
+    _check_features(f1, f2)
+    _check_levels(num_levels, f1.shape[1], f1.shape[2])
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    if mode not in ("auto", "all_pairs", "on_the_fly"):
+        raise ValueError(f"mode must be 'auto', 'all_pairs' or 'on_the_fly', got {mode!r}")
+    b, h, w, _ = f1.shape
+    if mode == "auto":
+        volume_bytes = b * (h * w) ** 2 * jnp.dtype(f1.dtype).itemsize
+        mode = "on_the_fly" if volume_bytes > memory_budget else "all_pairs"
+    if mode == "all_pairs":
+        pyramid = correlation_pyramid(f1, f2, num_levels)
+        return lambda coords: lookup(pyramid, coords, radius)
+    features = feature_pyramid(f2, num_levels)
+    return lambda coords: lookup_on_the_fly(f1, features, coords, radius)

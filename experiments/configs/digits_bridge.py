@@ -19,7 +19,7 @@ def get_config():
         estimate_precond=True,  # DDBM sigma_0, sigma_T, cov from the training pairs, else the values below
         sigma_0=0.5, sigma_T=0.5, cov=0.0,
     ))
-    c.train.update(dict(batch_size=128, num_steps=1500, log_every=50, checkpoint_every=500))
+    c.train.update(dict(batch_size=128, num_steps=1200, log_every=50, checkpoint_every=400))
     c.optim.learning_rate = 2e-3
     c.eval = ml_collections.ConfigDict(dict(
         num_examples=360, nfes=(5, 10, 20, 50, 100),

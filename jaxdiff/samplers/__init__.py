@@ -11,6 +11,7 @@ from jaxdiff.samplers import noise
 from jaxdiff.samplers.adaptive import ODEStats, pf_ode, solve_ode
 from jaxdiff.samplers.ddpm import analytic_dpm_variances, ddim, ddpm, vp_sigmas
 from jaxdiff.samplers.guidance import cfg_denoiser, gradient_guidance, inpaint
+from jaxdiff.samplers.multistep import unipc
 from jaxdiff.samplers.ode import dpm_2, dpmpp_2m, euler, heun, lms
 from jaxdiff.samplers.score_sde import annealed_langevin, euler_maruyama, predictor_corrector, reverse_diffusion
 from jaxdiff.samplers.stochastic import (
@@ -20,7 +21,7 @@ from jaxdiff.samplers.stochastic import (
 __all__ = [
     "noise",
     # ODE
-    "euler", "heun", "dpm_2", "dpmpp_2m", "lms",
+    "euler", "heun", "dpm_2", "dpmpp_2m", "lms", "unipc",
     # stochastic
     "edm", "euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde",
     # discrete VP

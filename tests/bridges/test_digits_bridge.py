@@ -30,3 +30,20 @@ def test_sampler_budgets():
         make_sampler("euler", bridge, 10)
     row = dict(sampler="dbim", nfe=10, fd=1.0, label_consistency=0.9, mse=0.01)
     assert "| dbim | 10 | 1.00 | 0.900 | 0.0100 |" in markdown([row])
+
+
+def test_train_then_eval_restores(tmp_path):
+    """Two training steps of a tiny bridge, then ``eval`` restores the checkpoint and reproduces the table."""
+    from experiments.bridge_main import run
+    from experiments.configs import digits_bridge
+
+    c = digits_bridge.get_config()
+    c.model.unet.update(dict(channels=8, num_groups=4, attn_resolutions=()))
+    c.train.update(dict(batch_size=16, num_steps=2, log_every=1, checkpoint_every=2))
+    c.eval.update(dict(num_examples=16, nfes=(5,), samplers=("dbim",), png_nfe=5))
+    trained = run(c, str(tmp_path), "train", progress=False)
+    restored = run(c, str(tmp_path), "eval", progress=False)
+    assert (tmp_path / "translations.png").exists() and (tmp_path / "metrics.json").exists()
+    a, b = (next(r for r in rows if r["sampler"] == "dbim") for rows in (trained, restored))
+    assert a["nfe"] == b["nfe"] == 5
+    assert b["mse"] == pytest.approx(a["mse"], rel=1e-5)

@@ -19,11 +19,15 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Path to an experiments/configs/*.py file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
-flags.DEFINE_enum("mode", "train", ["train", "sample", "eval"], "What to do.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def define_flags() -> None:
+    """Command-line flags; defined only when run as a script, so modules can import each other."""
+    config_flags.DEFINE_config_file("config", None, "Path to an experiments/configs/*.py file.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
+    flags.DEFINE_enum("mode", "train", ["train", "sample", "eval"], "What to do.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> dict:
@@ -110,4 +114,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -17,9 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.bridges.process import _xp
+from jaxdiff.samplers._checks import check_finite
 
 Array = Any
 Denoiser = Callable[[Array, Array, Array], Array]
+
+
+def _check_output(x):
+    """Return ``x``; outside tracing, raise instead of returning NaN or inf."""
+    check_finite(x, "bridge sampler produced non-finite values: the denoiser returned NaN or inf, "
+                    "or x_T is not finite")
+    return x
 
 
 def ddbm_grid(bridge, n: int, rho: float = 7.0):
@@ -137,7 +145,7 @@ def ddbm_heun(denoiser: Denoiser, x_T, ts, *, bridge, churn_step_ratio: float = 
         return jax.lax.cond(tn > 0, heun, lambda _: x_euler, None), None
 
     x, _ = jax.lax.scan(step, x_T, (keys, table))
-    return x
+    return _check_output(x)
 
 
 def _first_order(bridge, s, t, eta: float):
@@ -245,4 +253,4 @@ def dbim(denoiser: Denoiser, x_T, ts, *, bridge, eta: float = 0.0, order: int = 
         return (x_new, d0, d1), None
 
     (x, _, _), _ = jax.lax.scan(step, (x, x0_hat, x0_hat), (keys, table))
-    return x
+    return _check_output(x)

@@ -34,3 +34,10 @@ def check_denoised(x, denoised) -> None:
     """The denoiser must return an array of the same shape as its input."""
     if denoised.shape != x.shape:
         raise ValueError(f"denoiser returned shape {denoised.shape} for input x of shape {x.shape}")
+
+
+def check_finite(x, message: str) -> None:
+    """Raise ``ValueError(message)`` when a concrete ``x`` holds NaN or inf (a no-op under tracing)."""
+    v = _concrete(x)
+    if v is not None and not np.all(np.isfinite(v)):
+        raise ValueError(message)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.samplers._checks import _concrete, check_denoised, check_sigmas
+from jaxdiff.samplers._checks import check_denoised, check_finite, check_sigmas
 
 
 def _denoise(denoiser, x, sigma, cond):
@@ -28,9 +28,7 @@ def _d(denoiser, x, sigma, cond):
 
 
 def _finish(x, traj, return_trajectory):
-    v = _concrete(x)
-    if v is not None and not np.all(np.isfinite(v)):
-        raise ValueError("sampler produced non-finite values: the denoiser returned NaN or inf")
+    check_finite(x, "sampler produced non-finite values: the denoiser returned NaN or inf")
     return (x, traj) if return_trajectory else x
 
 

@@ -149,3 +149,13 @@ def test_bad_input():
         ddbm_heun(D, X_T, 4, bridge=BRIDGE)
     with pytest.raises(ValueError, match="churn_step_ratio"):
         ddbm_heun(D, X_T, 4, bridge=BRIDGE, churn_step_ratio=1.0, key=key)
+
+
+@pytest.mark.parametrize("sampler", ["dbim", "ddbm_heun"])
+def test_nan_denoiser_or_source_raises(sampler):
+    fn = {"dbim": dbim, "ddbm_heun": ddbm_heun}[sampler]
+    x_T = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match="non-finite"):
+        fn(lambda x, t, xT: x * jnp.nan, x_T, 4, bridge=VPBridge(), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="non-finite"):
+        fn(lambda x, t, xT: x, x_T * jnp.nan, 4, bridge=VPBridge(), key=jax.random.key(0))

@@ -143,10 +143,7 @@ def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> 
     from jaxdiff.bridges import bridge_loss
     from jaxdiff.data import pipeline
     from jaxdiff.data.digits import load_digits
-    from jaxdiff.train import (
-        Checkpointer, check_batch_size, create_train_state, data_mesh, fit, make_optimizer,
-        make_train_step, parallel_train_step, replicate, shard_batch,
-    )
+    from jaxdiff.train import check_batch_size, create_train_state, data_mesh, make_optimizer, replicate
 
     build.check_train(config)
     optimizer = make_optimizer(build.build_optim(config))
@@ -166,22 +163,8 @@ def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> 
     params = build.init_params(module, (*shape[:-1], 2 * shape[-1]), k_init)
     state = replicate(create_train_state(params, optimizer, k_train), mesh)
     t0 = time.perf_counter()
-    if mode == "train":
-        tc = config.train
-        step = parallel_train_step(
-            make_train_step(loss_fn, optimizer, batch_size=tc.batch_size,
-                            ema_halflife_nimg=tc.ema_halflife_nimg, ema_rampup_ratio=tc.ema_rampup_ratio),
-            mesh,
-        )
-        source = pipeline.ArraySource(image=x0, source=x_T)
-        local = pipeline.batch_fn(source, pipeline.EpochSampler(len(source), tc.batch_size, seed=config.seed))
-        state = fit(state, step, lambda s: shard_batch(local(s), mesh), num_steps=tc.num_steps, workdir=workdir,
-                    log_every=tc.log_every, checkpoint_every=tc.checkpoint_every, max_to_keep=tc.max_to_keep,
-                    progress=progress, stop_on_nonfinite=tc.nonfinite == "stop")
-    else:
-        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-        state = ckpt.restore(state)
-        ckpt.close()
+    source = pipeline.ArraySource(image=x0, source=x_T)
+    state = build.train_or_restore(config, state, loss_fn, optimizer, source, mesh, workdir, mode, progress=progress)
     train_seconds = time.perf_counter() - t0
 
     x0_test, y_test = load_digits("test")

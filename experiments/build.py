@@ -186,3 +186,27 @@ def validate(config) -> None:
     build_precond(config)
     if config.model.num_classes < 0:
         _fail("model.num_classes", f"must be >= 0, got {config.model.num_classes}")
+
+
+def train_or_restore(config, state, loss_fn, optimizer, source: pipeline.Source, mesh, workdir: str, mode: str,
+                     *, progress: bool = True):
+    """``train``: run ``fit`` (resuming from ``workdir``) on ``source``; otherwise restore the latest checkpoint."""
+    import os
+
+    from jaxdiff.train import Checkpointer, fit, make_train_step, parallel_train_step, shard_batch
+
+    if mode != "train":
+        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+        state = ckpt.restore(state)
+        ckpt.close()
+        return state
+    tc = config.train
+    step = parallel_train_step(
+        make_train_step(loss_fn, optimizer, batch_size=tc.batch_size,
+                        ema_halflife_nimg=tc.ema_halflife_nimg, ema_rampup_ratio=tc.ema_rampup_ratio),
+        mesh,
+    )
+    local = pipeline.batch_fn(source, pipeline.EpochSampler(len(source), tc.batch_size, seed=config.seed))
+    return fit(state, step, lambda s: shard_batch(local(s), mesh), num_steps=tc.num_steps, workdir=workdir,
+               log_every=tc.log_every, checkpoint_every=tc.checkpoint_every, max_to_keep=tc.max_to_keep,
+               progress=progress, stop_on_nonfinite=tc.nonfinite == "stop")

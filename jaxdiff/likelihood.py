@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff.samplers._checks import _concrete, check_finite
 from jaxdiff.samplers.adaptive import solve_ode
 
 Array = Any
@@ -97,6 +98,7 @@ def log_likelihood(
     x = jnp.asarray(x)
     if x.ndim < 2:
         raise ValueError(f"x must have shape (B, ...) with at least one data axis, got {x.shape}")
+    check_finite(x, "x must be finite (no NaN or inf)")
     shape, d = x.shape[1:], math.prod(x.shape[1:])
     flat = x.reshape(x.shape[0], d)
     if divergence == "hutchinson":
@@ -137,11 +139,15 @@ def bits_per_dim(logp_nats: Array, dim: int, bin_width: float | None = None) -> 
 
     With ``bin_width`` (the data's quantization step in model units, e.g. 2/255 for
     8-bit images in [-1, 1]) this is the discrete-data bound ``(-logp/d - log w)/ln 2``;
-    without it, the continuous ``-logp / (d ln 2)``.
+    without it, the continuous ``-logp / (d ln 2)``. A concrete ``logp_nats`` holding NaN raises
+    ``ValueError``; −inf (zero density) gives +inf bits.
     """
-    if dim <= 0:
+    if not dim > 0:
         raise ValueError(f"dim must be > 0, got {dim}")
-    if bin_width is not None and not bin_width > 0:
-        raise ValueError(f"bin_width must be > 0, got {bin_width}")
+    if bin_width is not None and not 0 < bin_width < math.inf:
+        raise ValueError(f"bin_width must be finite and > 0, got {bin_width}")
+    v = _concrete(logp_nats)
+    if v is not None and np.isnan(v).any():
+        raise ValueError("logp_nats must not contain NaN")
     offset = 0.0 if bin_width is None else -float(np.log(bin_width))
     return (-jnp.asarray(logp_nats) / dim + offset) / math.log(2.0)

@@ -7,6 +7,10 @@ A raw network ``F(params, x, c_noise, **cond)`` becomes a denoiser
 in the convention ``x = y + sigma * n``. Each preconditioning is a frozen
 dataclass exposing ``coefficients(sigma) -> (c_skip, c_out, c_in, c_noise)``;
 ``denoiser(net, params, precond)`` does the wiring.
+
+A concrete ``sigma`` must be finite and > 0 for EDM and VE (their ``c_noise`` is ln σ, so
+σ = 0 would feed the network −inf), and finite and >= 0 for VP and iDDPM (at σ = 0 every
+coefficient is finite and D(x; 0) = x); otherwise ``ValueError``. Traced sigmas are not checked.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any, Callable
 
 import jax.numpy as jnp
 import numpy as np
+
+from jaxdiff.samplers._checks import check_positive
 
 Array = Any
 Network = Callable[..., Array]
@@ -28,6 +34,7 @@ class EDMPrecond:
     sigma_data: float = 0.5
 
     def coefficients(self, sigma):
+        check_positive(sigma, "sigma")
         sd2 = self.sigma_data**2
         s2 = sigma**2
         c_skip = sd2 / (s2 + sd2)
@@ -47,6 +54,7 @@ class VPPrecond:
 
     def sigma_inv(self, sigma):
         """t such that sigma_VP(t) = sigma: the inverse of √(exp(½β_d t² + β_min t) - 1)."""
+        check_positive(sigma, "sigma", allow_zero=True)
         return (jnp.sqrt(self.beta_min**2 + 2 * self.beta_d * jnp.log1p(sigma**2)) - self.beta_min) / self.beta_d
 
     def coefficients(self, sigma):
@@ -62,6 +70,7 @@ class VEPrecond:
     """VE (NCSN++): c_skip = 1, c_out = σ, c_in = 1, c_noise = ln(σ/2)."""
 
     def coefficients(self, sigma):
+        check_positive(sigma, "sigma")
         return jnp.ones_like(sigma), sigma, jnp.ones_like(sigma), jnp.log(0.5 * sigma)
 
 
@@ -94,6 +103,7 @@ class IDDPMPrecond:
         return jnp.argmin(jnp.abs(sigma[..., None] - u), axis=-1)
 
     def coefficients(self, sigma):
+        check_positive(sigma, "sigma", allow_zero=True)
         c_skip = jnp.ones_like(sigma)
         c_out = -sigma
         c_in = jnp.reciprocal(jnp.sqrt(sigma**2 + 1))

@@ -16,7 +16,9 @@ static arguments of ``jit``:
 
 Shapes: ``t`` is a scalar or ``(B,)``; ``x`` is ``(B, ...)``; time coefficients have
 the shape of ``t`` and are broadcast over the trailing axes of ``x``. A concrete
-``t`` outside ``[0, T]`` raises ``ValueError``; under tracing the check is skipped.
+``t`` outside ``[0, T]`` raises ``ValueError``, as does a concrete ``sigma`` passed to
+``t_from_sigma`` that is NaN, infinite or negative (or 0 for VE, whose sigma never reaches 0);
+under tracing the checks are skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxdiff.samplers._checks import check_positive
 
 Array = Any
 Denoiser = Callable[..., Array]
@@ -57,6 +61,8 @@ class _LinearProcess:
     """Shared methods; subclasses define ``T``, ``eps``, ``prior_std`` and the ``_``-prefixed
     coefficients ``_marginal``, ``_sigma``, ``_t_from_sigma``, ``_drift_coef``, ``_diffusion``."""
 
+    _sigma_reaches_zero = True  # sigma(0) = 0, so t_from_sigma(0) = 0 is defined
+
     def _time(self, t) -> Array:
         if not isinstance(t, jax.core.Tracer):
             v = np.asarray(t)
@@ -78,6 +84,7 @@ class _LinearProcess:
 
     def t_from_sigma(self, sigma: Array) -> Array:
         """Closed-form inverse of ``sigma(t)``, shape of ``sigma``."""
+        check_positive(sigma, "sigma", allow_zero=self._sigma_reaches_zero)
         return self._t_from_sigma(_as_float(sigma))
 
     def drift(self, x: Array, t: Array) -> Array:
@@ -249,8 +256,10 @@ class VESDE(_LinearProcess):
     As in score_sde the marginal std is ``sigma(t)`` itself, i.e. the process starts from
     ``x_0 + sigma_min n``, and the field ``sigma_min`` is ``sigma(0)``
     (``sigma(eps)`` exceeds it by the factor ``(sigma_max/sigma_min)^(eps/T)``).
-    ``t_from_sigma`` is negative for ``sigma < sigma_min``.
+    ``t_from_sigma`` is negative for ``sigma < sigma_min`` and needs ``sigma > 0``.
     """
+
+    _sigma_reaches_zero = False
 
     sigma_min: float = 0.01
     sigma_max: float = 50.0

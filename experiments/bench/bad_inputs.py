@@ -3,8 +3,9 @@
     python -m experiments.bench.bad_inputs
 
 Every test in the suite feeds one bad argument and expects a ValueError naming it, so a passed
-test is a case that "raises a clear named error". A failed test is either a case that did not
-raise (a silent result, possibly NaN) or one that raised something else (e.g. an XLA error).
+test is a case that "raises a clear named error"; the ``test_documented_*`` tests instead expect
+the bad input's documented finite answer and are counted apart. A failed test is either a case
+that did not raise (a silent result, possibly NaN) or one that raised something else (e.g. an XLA error).
 Hypothesis tests count as one distinct case each (they try up to 25 random inputs).
 """
 
@@ -18,11 +19,14 @@ import pytest
 
 class _Tally:
     def __init__(self):
-        self.passed, self.failed, self.skipped = [], [], []
+        self.passed, self.documented, self.failed, self.skipped = [], [], [], []
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call" or (report.when == "setup" and not report.passed):
-            bucket = self.passed if report.passed else self.skipped if report.skipped else self.failed
+            if report.passed:
+                bucket = self.documented if "::test_documented_" in report.nodeid else self.passed
+            else:
+                bucket = self.skipped if report.skipped else self.failed
             bucket.append(report.nodeid)
 
 
@@ -31,10 +35,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     code = pytest.main(["-q", "-p", "no:cacheprovider", "tests/reliability", *(argv or [])], plugins=[tally])
     dt = time.perf_counter() - t0
-    tried = len(tally.passed) + len(tally.failed)
+    tried = len(tally.passed) + len(tally.documented) + len(tally.failed)
     print()
     print(f"bad-input cases tried:            {tried}")
     print(f"raise a clear, named ValueError:  {len(tally.passed)}")
+    print(f"return the documented answer:     {len(tally.documented)}")
     print(f"silent results / wrong errors:    {len(tally.failed)}  (silent NaNs among the suite's cases)")
     if tally.skipped:
         print(f"skipped:                          {len(tally.skipped)}")

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff.bridges.process import _bcast
+from jaxdiff.samplers._checks import check_positive
 
 Array = Any
 
@@ -31,7 +32,11 @@ class DDBMPrecond:
     cov: float = 0.0
 
     def coefficients(self, bridge, t):
-        """(c_skip, c_out, c_in, c_noise) at times ``t`` (any shape)."""
+        """(c_skip, c_out, c_in, c_noise) at times ``t`` (any shape).
+
+        A concrete ``t`` must lie in (0, T] (c_noise = ¼ ln t and c_out(0) = 0), else ``ValueError``.
+        """
+        check_positive(t, "t")
         a, b, c = bridge.abc(t)
         s0, sT, cov = self.sigma_0**2, self.sigma_T**2, self.cov
         A = a**2 * sT + b**2 * s0 + 2 * a * b * cov + c**2

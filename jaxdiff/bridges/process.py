@@ -11,7 +11,8 @@ VP: α_t = exp(−½β_min t − ¼β_d t²), ρ_t² = expm1(β_min t + ½β_d t
 Every coefficient function takes ``t`` as a NumPy/Python value (computed on the host in
 float64, the path used for sampler grids) or a JAX array (computed in its dtype, the path
 used under ``jit``), and stays finite on all of [0, T]: ρ_t² and ρ̄_t² are formed with
-``expm1`` of exactly factored exponents, so neither end cancels catastrophically.
+``expm1`` of exactly factored exponents, so neither end cancels catastrophically. A concrete
+``t`` (NumPy or eager JAX) outside [0, T] raises ``ValueError``; traced times are not checked.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class _Bridge:
         return float(self._rho2(np, np.float64(self.T)))
 
     def alpha_rho(self, t):
-        """(α_t, ᾱ_t, ρ_t², ρ̄_t²), each shaped like ``t``."""
+        """(α_t, ᾱ_t, ρ_t², ρ̄_t²), each shaped like ``t``; a concrete ``t`` outside [0, T] raises."""
+        self.check_t(t)
         xp, t = _xp(t)
         log_alpha = self._log_alpha(t)
         alpha = xp.exp(log_alpha)
@@ -62,11 +64,9 @@ class _Bridge:
     def abc(self, t):
         """(a_t, b_t, c_t) of q(x_t | x_0, x_T) = N(a_t x_T + b_t x_0, c_t² I); shaped like ``t``.
 
-        Host (NumPy) times outside [0, T] raise ``ValueError``; traced times are not checked.
+        Concrete times outside [0, T] raise ``ValueError``; traced times are not checked.
         """
         xp, t = _xp(t)
-        if xp is np:
-            self.check_t(t)
         alpha, alpha_bar, rho2, rho_bar2 = self.alpha_rho(t)
         rT2 = self.rho_T2
         a = alpha_bar * rho2 / rT2

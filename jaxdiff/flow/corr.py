@@ -2,7 +2,9 @@
 
 Coordinates are (x, y) in pixels of the second feature map, pixel centres at
 integers, zeros outside: PyTorch ``grid_sample(align_corners=True)`` after
-RAFT's normalisation ``2x/(W-1) - 1``.
+RAFT's normalisation ``2x/(W-1) - 1``. An infinite (±inf) coordinate lies outside
+like any far one, so its windows are zero, in every path and under ``jit``; a
+concrete NaN coordinate raises ``ValueError``.
 
 Channel order of a lookup is RAFT's ``CorrBlock``: level-major, then the
 x-offset (slow), then the y-offset (fast)::
@@ -139,7 +141,9 @@ def _windows(maps: Array, origin: Array, xy: Array, r: int, height: int, width: 
     n, hm, wm = maps.shape
     k = 2 * r + 2
     x0, y0 = jnp.floor(xy[:, 0]), jnp.floor(xy[:, 1])
-    fx, fy = (xy[:, 0] - x0)[:, None, None], (xy[:, 1] - y0)[:, None, None]
+    # An infinite coordinate masks every tap; a zero fraction keeps inf - inf (NaN) out of the blend.
+    frac = jnp.where(jnp.isinf(xy), 0, xy - jnp.floor(xy))
+    fx, fy = frac[:, 0, None, None], frac[:, 1, None, None]
     col = jnp.clip(jnp.nan_to_num(x0) - r, -k, width).astype(jnp.int32)
     rows = jnp.clip(jnp.nan_to_num(y0) - r, -k, height).astype(jnp.int32)[:, None] + jnp.arange(k)
     cols = col[:, None] + jnp.arange(k)

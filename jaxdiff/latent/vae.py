@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdiff.samplers._checks import check_finite
+
 LOG_2PI = math.log(2 * math.pi)
 
 Encode = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -30,12 +32,15 @@ Decode = Callable[[jax.Array], jax.Array]
 
 
 def _check_mean_log_var(mean: jax.Array, log_var: jax.Array) -> None:
+    """Same shapes; concrete (not traced) values must be finite."""
     if mean.shape != log_var.shape:
         raise ValueError(f"log_var must have the shape of mean {mean.shape}, got {log_var.shape}")
+    check_finite(mean, "mean must be finite (no NaN or inf)")
+    check_finite(log_var, "log_var must be finite (no NaN or inf)")
 
 
 def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
-    """z = mean + exp(log_var / 2) * eps, eps ~ N(0, I); all arrays of one shape."""
+    """z = mean + exp(log_var / 2) * eps, eps ~ N(0, I); all arrays of one shape, finite when concrete."""
     _check_mean_log_var(mean, log_var)
     eps = jax.random.normal(key, mean.shape, mean.dtype)
     return mean + jnp.exp(0.5 * log_var) * eps
@@ -47,7 +52,9 @@ def gaussian_log_prob(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.
 
 
 def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
-    """Per-dimension KL(N(mean, exp(log_var)) || N(0, 1)); same shape as mean."""
+    """Per-dimension KL(N(mean, exp(log_var)) || N(0, 1)); same shape as mean.
+
+    Concrete (not traced) ``mean`` or ``log_var`` holding NaN or inf raise ``ValueError``."""
     _check_mean_log_var(mean, log_var)
     return 0.5 * (jnp.exp(log_var) + mean**2 - 1.0 - log_var)
 

@@ -26,10 +26,21 @@ def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
 
-def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric PSD matrix (negative eigenvalues clipped)."""
-    w, v = np.linalg.eigh(cov)
+def _psd_sqrt(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Symmetric square root from the eigenpairs of a symmetric PSD matrix (negative eigenvalues clipped)."""
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def _check_psd(name: str, cov: np.ndarray, w: np.ndarray, eps: float) -> None:
+    """Raise unless ``cov`` is symmetric and its eigenvalues ``w`` are >= 0, both up to the
+    round-off ``tol = max(1e-6, 10 F eps)`` relative to the largest entry / eigenvalue."""
+    tol = max(1e-6, 10 * cov.shape[0] * eps)
+    asym = np.abs(cov - cov.T).max(initial=0.0)
+    if asym > tol * np.abs(cov).max(initial=0.0):
+        raise ValueError(f"{name} must be symmetric, got max |{name} - {name}.T| = {asym:.3g}")
+    if w.size and w.min() < -tol * np.abs(w).max():
+        raise ValueError(f"{name} must be positive semi-definite, got eigenvalue {w.min():.3g} "
+                         f"(largest magnitude {np.abs(w).max():.3g})")
 
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
@@ -42,13 +53,16 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     is clipped, so the result is >= 0.
 
     Args:
-        mu1, mu2: (F,) means. cov1, cov2: (F, F) symmetric PSD covariances.
+        mu1, mu2: (F,) means. cov1, cov2: (F, F) symmetric PSD covariances; asymmetry
+            or a negative eigenvalue beyond the input dtype's round-off raises ``ValueError``.
 
     Returns:
         Python float.
     """
     mu1, mu2 = (np.asarray(m, dtype=np.float64) for m in (mu1, mu2))
-    cov1, cov2 = (np.asarray(c, dtype=np.float64) for c in (cov1, cov2))
+    cov1, cov2 = np.asarray(cov1), np.asarray(cov2)
+    eps1, eps2 = (float(np.finfo(np.result_type(c.dtype, np.float32)).eps) for c in (cov1, cov2))
+    cov1, cov2 = cov1.astype(np.float64), cov2.astype(np.float64)
     if mu1.ndim != 1:
         raise ValueError(f"mu1 must have shape (F,), got {mu1.shape}")
     f = mu1.shape[0]
@@ -59,11 +73,13 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
             raise ValueError(f"{name} must be finite")
     if not np.all(np.isfinite(mu1)):
         raise ValueError("mu1 must be finite")
-    cov1 = 0.5 * (cov1 + cov1.T)
-    cov2 = 0.5 * (cov2 + cov2.T)
-    s1 = _psd_sqrt(cov1)
-    inner = s1 @ cov2 @ s1
+    sym1, sym2 = 0.5 * (cov1 + cov1.T), 0.5 * (cov2 + cov2.T)
+    w1, v1 = np.linalg.eigh(sym1)
+    _check_psd("cov1", cov1, w1, eps1)
+    _check_psd("cov2", cov2, np.linalg.eigvalsh(sym2), eps2)
+    s1 = _psd_sqrt(w1, v1)
+    inner = s1 @ sym2 @ s1
     eig = np.linalg.eigvalsh(0.5 * (inner + inner.T))
     tr_covmean = np.sqrt(np.clip(eig, 0.0, None)).sum()
     diff = mu1 - mu2
-    return float(max(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean, 0.0))
+    return float(max(diff @ diff + np.trace(sym1) + np.trace(sym2) - 2.0 * tr_covmean, 0.0))

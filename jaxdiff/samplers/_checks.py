@@ -36,6 +36,18 @@ def check_denoised(x, denoised) -> None:
         raise ValueError(f"denoiser returned shape {denoised.shape} for input x of shape {x.shape}")
 
 
+def check_positive(x, name: str, *, allow_zero: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless a concrete ``x`` is finite and > 0 (>= 0 with
+    ``allow_zero``); a no-op under tracing."""
+    v = _concrete(x)
+    if v is None:
+        return
+    ok = np.isfinite(v) & ((v >= 0) if allow_zero else (v > 0))
+    if not np.all(ok):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {v[~ok].flat[0]}")
+
+
 def check_finite(x, message: str) -> None:
     """Raise ``ValueError(message)`` when a concrete ``x`` holds NaN or inf (a no-op under tracing)."""
     v = _concrete(x)

@@ -20,13 +20,17 @@ __all__ = ["check_grid", "increments", "coarsen", "refine", "VirtualBrownianTree
 
 
 def check_grid(ts, name: str = "ts") -> None:
-    """Raise ``ValueError`` unless ``ts`` is 1-D, has >= 2 points and (if concrete) strictly increases."""
+    """Raise ``ValueError`` unless ``ts`` is 1-D, has >= 2 points and (if concrete) is finite and
+    strictly increases."""
     if jnp.ndim(ts) != 1 or jnp.shape(ts)[0] < 2:
         raise ValueError(f"{name} must be a 1-D time grid with at least 2 points, got shape {jnp.shape(ts)}")
     try:
-        dt = np.diff(np.asarray(ts))
+        v = np.asarray(ts)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return  # traced: checked by the caller's concrete grid, if any
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    dt = np.diff(v)
     if not np.all(dt > 0):
         k = int(np.argmax(dt <= 0))
         raise ValueError(f"{name} must be strictly increasing (dt <= 0 between ts[{k}] and ts[{k + 1}])")

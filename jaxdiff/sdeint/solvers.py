@@ -20,6 +20,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxdiff.samplers._checks import check_finite
 from jaxdiff.sdeint.brownian import VirtualBrownianTree, check_grid
 
 __all__ = [
@@ -172,6 +173,12 @@ def _check_field(fn, name, x0, t0):
         raise ValueError(f"{name}(x, t) must return the structure and shapes of x0 {want}, got {got}")
 
 
+def _check_finite_tree(tree, message):
+    """``check_finite`` on every leaf (a no-op for traced leaves)."""
+    for leaf in jax.tree.leaves(tree):
+        check_finite(leaf, message)
+
+
 def _is_key(bm):
     return isinstance(bm, jax.Array) and jnp.issubdtype(bm.dtype, jax.dtypes.prng_key)
 
@@ -195,8 +202,11 @@ def sdeint(solver: Solver, f, g, x0, ts, bm, *, save_all: bool = False):
     diagonal noise drawn step by step inside the scan from ``fold_in(key, step)`` (nothing
     materialised; the fastest for one-off paths). Returns ``X(ts[-1])``, or with
     ``save_all`` every ``X(ts[k])`` stacked along a new leading axis of length ``n``.
+    Concrete (not traced) ``x0`` or ``bm`` holding NaN or inf, or a non-finite result, raise
+    ``ValueError``.
     """
     check_grid(ts)
+    _check_finite_tree(x0, "x0 must be finite (no NaN or inf)")
     ts = jnp.asarray(ts)
     n = ts.shape[0] - 1
     _check_field(f, "f", x0, ts[0])
@@ -217,6 +227,7 @@ def sdeint(solver: Solver, f, g, x0, ts, bm, *, save_all: bool = False):
         else:
             noise = (bm, None)
         _check_noise(x0, noise[0], n, "bm")
+        _check_finite_tree(noise, "bm must be finite (no NaN or inf)")
 
     def body(x, inp):
         t, dt, nz = inp
@@ -225,6 +236,8 @@ def sdeint(solver: Solver, f, g, x0, ts, bm, *, save_all: bool = False):
         return x, (x if save_all else None)
 
     x, xs = jax.lax.scan(body, x0, (ts[:-1], jnp.diff(ts), noise))
+    _check_finite_tree(x, "sdeint produced non-finite values: f or g returned NaN or inf, or the path "
+                          "blew up (try a smaller step)")
     if save_all:
         return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, xs)
     return x

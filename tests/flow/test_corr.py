@@ -159,6 +159,26 @@ def test_lookup_far_outside_is_zero_and_matches_numpy(x64):
     assert np.all(out[0, :3] == 0)
 
 
+@pytest.mark.parametrize("on_the_fly", [False, True])
+def test_infinite_coords_are_outside(on_the_fly):
+    """±inf lies outside like a far coordinate: zero windows, no NaN, other queries unchanged."""
+    f1, f2, coords = make_inputs(4, b=1, h=8, w=9, dtype=np.float32)
+    bad = coords.copy()
+    bad[0, 2, 3, 0], bad[0, 5, 1, 1], bad[0, 7, 8] = np.inf, -np.inf, (-np.inf, np.inf)
+    far = np.where(np.isinf(bad), np.sign(bad) * 1e4, bad)
+
+    def run(c):
+        if on_the_fly:
+            return np.asarray(corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), c, 2, 2, tile=2))
+        return jax_lookup(f1, f2, c, 2, 2)
+
+    out = run(bad)
+    assert np.all(out[0, 2, 3] == 0) and np.all(out[0, 5, 1] == 0) and np.all(out[0, 7, 8] == 0)
+    np.testing.assert_allclose(out, run(far), rtol=0, atol=1e-5)
+    sampled = np.asarray(corr.bilinear_sample(jnp.asarray(f2), bad))
+    assert np.all(sampled[0, 2, 3] == 0) and np.all(np.isfinite(sampled))
+
+
 @pytest.mark.parametrize("flow_scale,chunk", [(0.5, 64), (30.0, 8)])
 def test_on_the_fly_matches_numpy_raft_float64(x64, flow_scale, chunk):
     f1, f2, coords = make_inputs(2, h=11, w=13, flow_scale=flow_scale)

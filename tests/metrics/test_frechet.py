@@ -77,3 +77,17 @@ def test_gaussian_stats_rejects_bad_features():
         gaussian_stats(np.zeros(5))
     with pytest.raises(ValueError, match="features"):
         gaussian_stats(np.zeros((1, 5)))
+
+
+def test_non_psd_or_asymmetric_covariance_raises_naming_it():
+    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])  # eigenvalues 3 and -1
+    with pytest.raises(ValueError, match="cov1 must be positive semi-definite"):
+        frechet_distance(np.zeros(2), indefinite, np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="cov2 must be positive semi-definite"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), -np.eye(2))
+    with pytest.raises(ValueError, match="cov2 must be symmetric"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]]))
+    # float32 round-off of a rank-deficient covariance is within tolerance
+    feats = np.random.default_rng(6).standard_normal((5, 40)).astype(np.float32)
+    cov = np.cov(feats, rowvar=False).astype(np.float32)
+    assert np.isfinite(frechet_distance(feats.mean(0), cov, np.zeros(40), np.eye(40, dtype=np.float32)))

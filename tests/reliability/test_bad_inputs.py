@@ -1,5 +1,6 @@
 """Bad-input suite (issue 9, "Bad input"): every case is called eagerly with one bad argument and
-must raise a ValueError whose message names that argument. Tiny shapes throughout."""
+must raise a ValueError whose message names that argument, except the ``test_documented_*`` cases,
+whose bad input has a documented finite answer. Tiny shapes throughout."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxdiff import likelihood, schedules, sde
+from jaxdiff import likelihood, precond, schedules, sde
+from jaxdiff.bridges import precond as bpre
 from jaxdiff.bridges import process as bproc
 from jaxdiff.bridges import samplers as bsamp
 from jaxdiff.data.pipeline import EpochSampler
@@ -84,6 +86,18 @@ CASES = [
     ("sde.VPSDE-beta_min0", lambda: sde.VPSDE(beta_min=0.0), "beta_min"),
     ("sde.VESDE-sigma_max<min", lambda: sde.VESDE(sigma_min=1.0, sigma_max=0.5), "sigma_max"),
     ("sde.VPSDE.prior_logp-scalar", lambda: sde.VPSDE().prior_logp(jnp.array(1.0)), "z"),
+    ("sde.VPSDE.t_from_sigma-neg", lambda: sde.VPSDE().t_from_sigma(jnp.array([1.0, -0.5])), "sigma"),
+    ("sde.VESDE.t_from_sigma-0", lambda: sde.VESDE().t_from_sigma(0.0), "sigma"),
+    ("sde.EDMSDE.t_from_sigma-nan", lambda: sde.EDMSDE().t_from_sigma(jnp.array(np.nan)), "sigma"),
+    # precond
+    ("precond.EDM-sigma0", lambda: precond.EDMPrecond().coefficients(jnp.array([0.0, 1.0])), "sigma"),
+    ("precond.EDM-sigma-neg", lambda: precond.EDMPrecond().coefficients(jnp.array([-1.0])), "sigma"),
+    ("precond.VP-sigma-nan", lambda: precond.VPPrecond().coefficients(jnp.array([np.nan])), "sigma"),
+    ("precond.VP.sigma_inv-neg", lambda: precond.VPPrecond().sigma_inv(jnp.array(-1.0)), "sigma"),
+    ("precond.VE-sigma0", lambda: precond.VEPrecond().coefficients(jnp.array([0.0])), "sigma"),
+    ("precond.iDDPM-sigma-neg", lambda: precond.IDDPMPrecond(M=10).coefficients(jnp.array([-0.5])), "sigma"),
+    ("precond.denoiser-sigma-nan",
+     lambda: precond.denoiser(lambda p, x, c, key=None: x, None, precond.EDMPrecond())(X, np.nan), "sigma"),
     # samplers (not covered by the hypothesis properties below)
     ("samplers.euler_ancestral-eta<0", lambda: SAMPLERS["euler_ancestral"](ident, GOOD_SIGMAS, eta=-0.5), "eta"),
     ("samplers.euler_ancestral-no-key",
@@ -114,6 +128,12 @@ CASES = [
      "churn_step_ratio"),
     ("bridges.ddbm_heun-ts-negative",
      lambda: bsamp.ddbm_heun(bridge_den, X, jnp.array([0.5, -0.1]), bridge=bproc.VPBridge(), key=KEY), "ts"),
+    ("bridges.VPBridge.abc-t>T", lambda: bproc.VPBridge().abc(jnp.array(2.0)), "t"),
+    ("bridges.VPBridge.abc-t<0", lambda: bproc.VPBridge().abc(jnp.array([-0.1, 0.5])), "t"),
+    ("bridges.VEBridge.h_transform-t>T", lambda: bproc.VEBridge().h_transform(X, X, jnp.array(90.0)), "t"),
+    ("bridges.DDBMPrecond-t0", lambda: bpre.DDBMPrecond().coefficients(bproc.VPBridge(), jnp.array([0.0])), "t"),
+    ("bridges.DDBMPrecond-t-nan",
+     lambda: bpre.DDBMPrecond().coefficients(bproc.VPBridge(), jnp.array([np.nan])), "t"),
     # flow.corr
     ("corr.volume-channel-mismatch",
      lambda: corr.correlation_volume(jnp.ones((1, 4, 4, 3)), jnp.ones((1, 4, 4, 5))), "f1 and f2"),
@@ -148,6 +168,18 @@ CASES = [
      lambda: solvers.sdeint(solvers.euler_maruyama, lambda x, t: -x, lambda x, t: x, jnp.ones(3),
                             jnp.linspace(0.0, 1.0, 5), jnp.zeros((3, 3))), "bm"),
     ("sdeint.time_grid-dt0", lambda: solvers.time_grid(0.0, 1.0, 0.0), "dt"),
+    ("sdeint.x0-nan",
+     lambda: solvers.sdeint(solvers.euler_maruyama, lambda x, t: -x, lambda x, t: x, jnp.array([1.0, np.nan]),
+                            jnp.linspace(0.0, 1.0, 5), KEY), "x0"),
+    ("sdeint.bm-nan",
+     lambda: solvers.sdeint(solvers.euler_maruyama, lambda x, t: -x, lambda x, t: x, jnp.ones(3),
+                            jnp.linspace(0.0, 1.0, 5), jnp.full((4, 3), np.nan)), "bm"),
+    ("sdeint.ts-inf",
+     lambda: solvers.sdeint(solvers.euler_maruyama, lambda x, t: -x, lambda x, t: x, jnp.ones(3),
+                            jnp.array([0.0, 1.0, np.inf]), KEY), "ts"),
+    ("sdeint.f-returns-nan",
+     lambda: solvers.sdeint(solvers.euler_maruyama, lambda x, t: x * np.nan, lambda x, t: x, jnp.ones(3),
+                            jnp.linspace(0.0, 1.0, 5), KEY), "f"),
     ("sdeint.VirtualBrownianTree-t1<=t0",
      lambda: brownian.VirtualBrownianTree(t0=1.0, t1=0.0, key=KEY, depth=4), "t1"),
     # latent
@@ -156,6 +188,10 @@ CASES = [
     ("latent.gaussian_kl-shape-mismatch", lambda: vae.gaussian_kl(jnp.zeros((2, 3)), jnp.zeros((2, 4))), "log_var"),
     ("latent.reparameterize-shape-mismatch",
      lambda: vae.reparameterize(KEY, jnp.zeros((2, 3)), jnp.zeros((3,))), "log_var"),
+    ("latent.gaussian_kl-mean-nan", lambda: vae.gaussian_kl(jnp.array([0.0, np.nan]), jnp.zeros(2)), "mean"),
+    ("latent.gaussian_kl-log_var-inf", lambda: vae.gaussian_kl(jnp.zeros(2), jnp.array([0.0, np.inf])), "log_var"),
+    ("latent.reparameterize-mean-nan",
+     lambda: vae.reparameterize(KEY, jnp.full((2, 3), np.nan), jnp.zeros((2, 3))), "mean"),
     ("latent.DiscretizedLogistic-levels1", lambda: vae.DiscretizedLogistic(num_levels=1), "num_levels"),
     ("latent.kl_warmup-neg", lambda: vae.kl_warmup(0, -1), "warmup_steps"),
     # likelihood
@@ -166,6 +202,12 @@ CASES = [
     ("likelihood.x-1d", lambda: likelihood.log_likelihood(ident, jnp.ones(3), key=KEY), "x"),
     ("likelihood.dequantize-bin_width0", lambda: likelihood.dequantize(KEY, X, 0.0), "bin_width"),
     ("likelihood.bits_per_dim-dim0", lambda: likelihood.bits_per_dim(jnp.ones(2), 0), "dim"),
+    ("likelihood.bits_per_dim-dim-nan", lambda: likelihood.bits_per_dim(jnp.ones(2), np.nan), "dim"),
+    ("likelihood.bits_per_dim-logp-nan",
+     lambda: likelihood.bits_per_dim(jnp.array([1.0, np.nan]), 4), "logp_nats"),
+    ("likelihood.bits_per_dim-bin_width-inf",
+     lambda: likelihood.bits_per_dim(jnp.ones(2), 4, np.inf), "bin_width"),
+    ("likelihood.x-nan", lambda: likelihood.log_likelihood(ident, jnp.full((1, 2), np.nan), key=KEY), "x"),
     # metrics
     ("metrics.frechet-mu-2d",
      lambda: frechet.frechet_distance(np.zeros((2, 2)), np.eye(2), np.zeros(2), np.eye(2)), "mu1"),
@@ -173,6 +215,14 @@ CASES = [
      lambda: frechet.frechet_distance(np.zeros(2), np.eye(3), np.zeros(2), np.eye(2)), "cov1"),
     ("metrics.frechet-mu2-nan",
      lambda: frechet.frechet_distance(np.zeros(2), np.eye(2), np.full(2, np.nan), np.eye(2)), "mu2"),
+    ("metrics.frechet-cov1-indefinite",
+     lambda: frechet.frechet_distance(np.zeros(2), np.array([[1.0, 2.0], [2.0, 1.0]]), np.zeros(2), np.eye(2)),
+     "cov1"),
+    ("metrics.frechet-cov2-negative",
+     lambda: frechet.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), -np.eye(2)), "cov2"),
+    ("metrics.frechet-cov2-asymmetric",
+     lambda: frechet.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]])),
+     "cov2"),
     ("metrics.gaussian_stats-N1", lambda: frechet.gaussian_stats(np.zeros((1, 3))), "features"),
     ("metrics.gaussian_stats-nan", lambda: frechet.gaussian_stats(np.full((4, 3), np.nan)), "features"),
     ("metrics.mmd-y-dim-mismatch", lambda: distances.mmd(jnp.zeros((4, 2)), jnp.zeros((4, 3))), "y"),
@@ -254,6 +304,20 @@ def test_hyp_vpsde_t_out_of_range(t):
 
 
 @HYP
+@given(st.one_of(st.floats(-1e3, -1e-3), st.floats(1.01, 1e3), st.just(np.nan)))
+def test_hyp_vpbridge_t_out_of_range(t):
+    with pytest.raises(ValueError, match="t must lie"):
+        bproc.VPBridge().abc(jnp.array(t))
+
+
+@HYP
+@given(st.sampled_from(sorted(precond.PRECONDITIONINGS)), st.one_of(st.floats(-1e3, -1e-6), st.just(np.nan)))
+def test_hyp_precond_bad_sigma(name, sigma):
+    with pytest.raises(ValueError, match="sigma"):
+        precond.PRECONDITIONINGS[name]().coefficients(jnp.array([sigma]))
+
+
+@HYP
 @given(st.floats(-10.0, -1e-6))
 def test_hyp_euler_ancestral_negative_eta(eta):
     with pytest.raises(ValueError, match="eta"):
@@ -281,3 +345,16 @@ def test_hyp_sdeint_non_increasing_ts(ts):
 def test_hyp_optim_non_positive_lr(lr):
     with pytest.raises(ValueError, match="learning_rate"):
         OptimConfig(learning_rate=lr)
+
+
+# --------------------------------------------------------------------------- documented answers
+
+
+@pytest.mark.parametrize("path", ["all_pairs", "on_the_fly"])
+def test_documented_infinite_coords_give_zero_correlation(path):
+    """±inf RAFT coordinates lie outside the image like far ones: zero windows, no NaN."""
+    f = jax.random.normal(KEY, (1, 4, 4, 3))
+    coords = jnp.zeros((1, 4, 4, 2)).at[0, 1, 2, 0].set(jnp.inf).at[0, 3, 0, 1].set(-jnp.inf)
+    out = corr.correlation_lookup(f, f, num_levels=2, radius=1, mode=path)(coords)
+    assert bool(jnp.all(jnp.isfinite(out)))
+    assert bool(jnp.all(out[0, 1, 2] == 0)) and bool(jnp.all(out[0, 3, 0] == 0))

@@ -46,7 +46,8 @@ class DiTBlock(nn.Module):
     The modulation Dense (shift/scale/gate for attention and MLP) is
     zero-initialised, so the block is exactly the identity at init. Attention
     and MLP matmuls run in ``dtype`` (e.g. bfloat16); the residual stream and
-    the normalisations stay in float32.
+    the normalisations stay in float32. ``mask`` (B,T) bool, if given, hides
+    the False tokens as attention keys.
     """
 
     num_heads: int
@@ -55,14 +56,18 @@ class DiTBlock(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, c: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, c: jax.Array, *, mask: jax.Array | None = None, train: bool = False
+    ) -> jax.Array:
         d = x.shape[-1]
         mod = nn.Dense(6 * d, kernel_init=ZEROS, bias_init=ZEROS, name="adaLN_modulation")(c)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = jnp.split(mod, 6, axis=-1)
         drop = nn.Dropout(self.dropout, deterministic=not train)
 
         h = _modulate(_layer_norm()(x), shift_msa, scale_msa)
-        h = nn.MultiHeadDotProductAttention(self.num_heads, dtype=self.dtype, kernel_init=XAVIER, name="attn")(h)
+        h = nn.MultiHeadDotProductAttention(self.num_heads, dtype=self.dtype, kernel_init=XAVIER, name="attn")(
+            h, mask=None if mask is None else mask[:, None, None, :]
+        )
         x = x + gate_msa[:, None] * drop(h).astype(x.dtype)
 
         h = _modulate(_layer_norm()(x), shift_mlp, scale_mlp)

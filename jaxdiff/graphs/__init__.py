@@ -1,0 +1,1 @@
+"""Graph diffusion: dense padded graphs, discrete (categorical) diffusion, graph denoisers, molecules."""

@@ -38,6 +38,7 @@ def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> 
     import jax
 
     from jaxdiff.train import check_batch_size, create_train_state, data_mesh, make_optimizer, replicate
+    from jaxdiff.train.checkpoint import ensure_writable_dir
 
     data = build.build_data(config)
     module, net = build.build_network(config, data.shape)
@@ -48,7 +49,7 @@ def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> 
     mesh = data_mesh()
     check_batch_size(config.train.batch_size, mesh)
 
-    os.makedirs(workdir, exist_ok=True)
+    ensure_writable_dir(workdir, "workdir")
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
 

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import os
+import time
+import warnings
 
 import jax
 import orbax.checkpoint as ocp
 
 
+def ensure_writable_dir(path: str, what: str) -> str:
+    """Create directory ``path`` if needed and check it is writable; errors name ``what`` it is for."""
+    path = os.path.abspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot create the {what} {path}: {e.strerror}") from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"the {what} {path} is not writable")
+    return path
+
+
 class Checkpointer:
     """A thin wrapper over ``orbax.checkpoint.CheckpointManager``.
 
-    Writes go to a temporary directory that is renamed when complete, so a
-    process killed mid-write leaves the previous checkpoint as the latest one.
+    Writes go to a temporary directory (``<step>.orbax-checkpoint-tmp``) that is
+    renamed when complete, so a process killed mid-write leaves the previous
+    checkpoint as the latest one; leftover temporary directories are removed
+    when the next ``Checkpointer`` opens the directory.
     """
 
     def __init__(self, directory: str, *, max_to_keep: int = 3):
-        directory = os.path.abspath(directory)
-        os.makedirs(directory, exist_ok=True)
-        if not os.access(directory, os.W_OK):
-            raise PermissionError(f"checkpoint directory {directory} is not writable")
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        directory = ensure_writable_dir(directory, "checkpoint directory")
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
         self.directory = directory
         self.manager = ocp.CheckpointManager(directory, options=options)
 
@@ -31,12 +44,37 @@ class Checkpointer:
         self.manager.save(step, args=ocp.args.StandardSave(state))
 
     def restore(self, target, step: int | None = None):
-        """Restore into the structure, dtypes and shardings of ``target`` (latest step by default)."""
-        step = self.manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        """Restore into the structure, dtypes and shardings of ``target``.
+
+        Without ``step``, restores the latest checkpoint that loads. Newer ones
+        that fail to load (damaged on disk) while an older one loads are moved
+        aside to ``<step>.corrupt-<ns>`` with a warning, so the run goes on
+        from the last candidate checkpoint; if none loads, raises naming the steps.
+        """
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        if step is not None:
+            return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        failed = []
+        for candidate in steps:
+            try:
+                state = self.manager.restore(candidate, args=ocp.args.StandardRestore(abstract))
+            except Exception as e:  # damage or a mismatched target: told apart by whether an older step loads
+                failed.append((candidate, e))
+                continue
+            for bad, e in failed:
+                moved = os.path.join(self.directory, f"{bad}.corrupt-{time.time_ns()}")
+                os.rename(os.path.join(self.directory, str(bad)), moved)
+                warnings.warn(f"checkpoint step {bad} in {self.directory} could not be restored "
+                              f"({type(e).__name__}: {e}); moved it to {moved}, resuming from step {candidate}")
+            if failed:
+                self.manager.reload()
+            return state
+        bad, e = failed[0]
+        raise RuntimeError(f"no checkpoint in {self.directory} could be restored (steps {steps}); "
+                           f"the latest, step {bad}, failed with {type(e).__name__}: {e}") from e
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

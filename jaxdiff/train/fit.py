@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import signal
 import time
@@ -11,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from tqdm.auto import tqdm
 
-from jaxdiff.train.checkpoint import Checkpointer
+from jaxdiff.train.checkpoint import Checkpointer, ensure_writable_dir
 from jaxdiff.train.logging import MetricWriter
 
 
@@ -35,6 +37,23 @@ class _Preemption:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+@contextlib.contextmanager
+def _disk_full_is_fatal(ckpt: Checkpointer):
+    """Re-raise ENOSPC as an error naming the full disk's path and the latest intact checkpoint."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        with contextlib.suppress(OSError):  # let earlier saves finish so the reported checkpoint is complete
+            ckpt.wait()
+        raise OSError(
+            errno.ENOSPC,
+            f"disk full (no space left on device) writing {e.filename or ckpt.directory}; latest intact "
+            f"checkpoint: step {ckpt.latest_step()} in {ckpt.directory}; free space and rerun to resume from it",
+        ) from e
 
 
 def fit(
@@ -67,7 +86,9 @@ def fit(
     disk (all written before it) stay intact.
 
     A SIGTERM (preemption) saves a checkpoint at the next step boundary and
-    returns early. Returns the final state.
+    returns early. An unwritable ``workdir`` raises ``PermissionError`` before
+    any step; a full disk raises ``OSError`` (ENOSPC) naming the path and the
+    latest intact checkpoint, which a rerun resumes from. Returns the final state.
     """
     if num_steps < 0:
         raise ValueError(f"num_steps must be >= 0, got {num_steps}")
@@ -75,7 +96,7 @@ def fit(
         raise ValueError(f"log_every and checkpoint_every must be > 0, got {log_every}, {checkpoint_every}")
     if checkpoint_every % log_every:
         raise ValueError(f"checkpoint_every={checkpoint_every} must be a multiple of log_every={log_every}")
-    os.makedirs(workdir, exist_ok=True)
+    ensure_writable_dir(workdir, "workdir")
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=max_to_keep)
     if ckpt.latest_step() is not None:
         state = ckpt.restore(state)
@@ -85,7 +106,7 @@ def fit(
     )
     bar = tqdm(total=num_steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
     acc, n_acc, t_last = None, 0, time.perf_counter()
-    with _Preemption() as preemption:
+    with _disk_full_is_fatal(ckpt), _Preemption() as preemption:
         for step in range(start, num_steps):
             state, metrics = train_step(state, batches(step))
             if stop_on_nonfinite and float(metrics["nonfinite"]):
@@ -108,8 +129,8 @@ def fit(
                 ckpt.save(done, state)
             if preemption.requested:
                 break
+        ckpt.wait()
     bar.close()
-    ckpt.wait()
     ckpt.close()
     writer.close()
     return state

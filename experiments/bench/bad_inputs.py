@@ -1,4 +1,4 @@
-"""Bad-input reliability count (issue 9): runs ``tests/reliability`` and tallies the cases.
+"""Bad-input reliability count: runs ``tests/reliability`` and tallies the cases.
 
     python -m experiments.bench.bad_inputs
 

@@ -137,10 +137,10 @@ def _kernel(stay: jax.Array, target: jax.Array) -> jax.Array:
     return stay * eye + (1 - stay) * target[..., None, :]
 
 
-def _alphas(t: jax.Array, num_steps: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """t (...,) int in 1..T -> (alpha_bar_t, alpha_bar_{t-1}, one-step alpha_t)."""
+def _alphas(t: jax.Array, num_steps: int, s: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """t (...,) int in 1..T, s < t (default t - 1) -> (alpha_bar_t, alpha_bar_s, alpha_{t|s} = their ratio)."""
     alpha_bar = cosine_alpha_bar(num_steps)
-    now, before = alpha_bar[t], alpha_bar[t - 1]
+    now, before = alpha_bar[t], alpha_bar[t - 1 if s is None else s]
     return now, before, now / before
 
 
@@ -159,9 +159,10 @@ class Transition(NamedTuple):
         alpha_bar = cosine_alpha_bar(num_steps)[t]
         return _kernel(alpha_bar, self.node_limit), _kernel(alpha_bar, self.edge_limit)
 
-    def q(self, t: jax.Array, num_steps: int) -> tuple[jax.Array, jax.Array]:
-        """One-step ``Q_t`` (t in 1..T) -> (nodes (..., a, a), edges (..., b, b))."""
-        alpha = _alphas(t, num_steps)[2]
+    def q(self, t: jax.Array, num_steps: int, s: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """One-step ``Q_t`` (t in 1..T), or ``Q_{t|s} = Q_{s+1} ... Q_t`` for s < t ->
+        (nodes (..., a, a), edges (..., b, b))."""
+        alpha = _alphas(t, num_steps, s)[2]
         return _kernel(alpha, self.node_limit), _kernel(alpha, self.edge_limit)
 
 
@@ -185,9 +186,10 @@ class JointTransition(NamedTuple):
         alpha_bar = cosine_alpha_bar(num_steps)[t]
         return _kernel(alpha_bar, self.node_limit), self._edges(alpha_bar, self.coupling * alpha_bar)
 
-    def q(self, t: jax.Array, num_steps: int) -> tuple[jax.Array, jax.Array]:
-        """One-step ``Q_t`` (t in 1..T) -> (nodes (..., a, a), edges (..., a, a, b, b))."""
-        now, before, alpha = _alphas(t, num_steps)
+    def q(self, t: jax.Array, num_steps: int, s: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """One-step ``Q_t`` (t in 1..T), or ``Q_{t|s}`` for s < t (weight ``lam alpha_bar_t alpha_bar_s``) ->
+        (nodes (..., a, a), edges (..., a, a, b, b))."""
+        now, before, alpha = _alphas(t, num_steps, s)
         return _kernel(alpha, self.node_limit), self._edges(alpha, self.coupling * now * before)
 
     def _edges(self, stay: jax.Array, weight: jax.Array) -> jax.Array:
@@ -347,15 +349,17 @@ def _normalise(unnorm: jax.Array, fallback: jax.Array) -> jax.Array:
 
 
 def posterior_probs(graph_t: Graph, pred0_probs: Graph, t: jax.Array, transition: Transition | JointTransition,
-                    num_steps: int) -> Graph:
-    """``p(z_{t-1} | z_t) = sum_{x_0} p(x_0 | z_t) q(z_{t-1} | z_t, x_0)`` per element.
+                    num_steps: int, s: jax.Array | None = None) -> Graph:
+    """``p(z_s | z_t) = sum_{x_0} p(x_0 | z_t) q(z_s | z_t, x_0)`` per element, s = t - 1 by default.
 
     graph_t: one-hot Graph; pred0_probs: Graph of predicted clean-class probabilities; t (...,) int
-    in 1..T. Returns a Graph of probabilities (padded rows zero). At ``t = 1`` it equals the prediction.
-    For a joint transition the edge posterior also sums over the predicted atoms of both endpoints.
+    in 1..T; s (...,) int in 0..t-1 (a skip of several steps). Returns a Graph of probabilities
+    (padded rows zero). At ``s = 0`` it equals the prediction. For a joint transition the edge
+    posterior also sums over the predicted atoms of both endpoints.
     """
-    qx_t, qe_t = transition.q(t, num_steps)
-    qbx_s, qbe_s = transition.qbar(t - 1, num_steps)
+    s = t - 1 if s is None else s
+    qx_t, qe_t = transition.q(t, num_steps, s)
+    qbx_s, qbe_s = transition.qbar(s, num_steps)
     qbx_t, qbe_t = transition.qbar(t, num_steps)
     node_mats = (m[..., None, :, :] for m in (qx_t, qbx_s, qbx_t))
     nodes = _unnormalised_posterior(graph_t.nodes, pred0_probs.nodes, *node_mats)
@@ -430,24 +434,32 @@ def training_loss(denoise: Callable, params, graph0: Graph, key: jax.Array, *,
     return cross_entropy_loss(node_logits, edge_logits, graph0, lambda_edges)
 
 
-def _reverse_probs(denoise_fn: Callable, graph_t: Graph, t: jax.Array, transition: Transition | JointTransition,
-                   num_steps: int, cond: dict) -> Graph:
+def _reverse_probs(denoise_fn: Callable, graph_t: Graph, t: jax.Array, s: jax.Array,
+                   transition: Transition | JointTransition, num_steps: int, cond: dict) -> Graph:
     node_logits, edge_logits = denoise_fn(graph_t, t / num_steps, **cond)
     pred0 = Graph(jax.nn.softmax(node_logits, -1), jax.nn.softmax(edge_logits, -1), graph_t.mask)
-    return posterior_probs(graph_t, pred0, t, transition, num_steps)
+    return posterior_probs(graph_t, pred0, t, transition, num_steps, s)
 
 
 def sample(denoise_fn: Callable, key: jax.Array, mask: jax.Array, *, transition: Transition | JointTransition,
-           num_steps: int, cond: dict | None = None, guidance_scale=None,
+           num_steps: int, sample_steps: int | None = None, cond: dict | None = None, guidance_scale=None,
            uncond: dict | None = None) -> Graph:
     """Ancestral sampling from the prior at t = T down to a one-hot graph at t = 0.
 
     mask (B, n) bool (e.g. from ``sample_masks``); ``denoise_fn(graph_t, t / T (B,), **cond) ->
-    (node_logits, edge_logits)`` with parameters closed over (static under ``jit``, as is
-    num_steps). With ``guidance_scale``, ``uncond`` is the keyword dict of the null condition and each
+    (node_logits, edge_logits)`` with parameters closed over (static under ``jit``, as are
+    num_steps and sample_steps). ``sample_steps`` < T visits an evenly spaced subset of the
+    training times and jumps between them with the exact multi-step posterior ``q(z_s | z_t, x_0)``
+    (default: all T steps). With ``guidance_scale``, ``uncond`` is the keyword dict of the null condition and each
     step samples from ``guide_probs(p(. | cond), p(. | uncond), guidance_scale)``.
     """
     num_steps = _check_int("num_steps", num_steps, 1)
+    sample_steps = num_steps if sample_steps is None else _check_int("sample_steps", sample_steps, 1)
+    if sample_steps > num_steps:
+        raise ValueError(f"sample_steps={sample_steps} exceeds num_steps={num_steps}")
+    sample_steps = num_steps if sample_steps is None else _check_int("sample_steps", sample_steps, 1)
+    if sample_steps > num_steps:
+        raise ValueError(f"sample_steps={sample_steps} exceeds num_steps={num_steps}")
     if guidance_scale is not None and uncond is None:
         raise ValueError("uncond must be given when guidance_scale is set")
     cond = {} if cond is None else cond
@@ -455,16 +467,17 @@ def sample(denoise_fn: Callable, key: jax.Array, mask: jax.Array, *, transition:
     graph_T = sample_graph(key_prior, prior_probs(transition, mask))
 
     def step(graph_t: Graph, inputs: tuple[jax.Array, jax.Array]) -> tuple[Graph, None]:
-        t_int, step_key = inputs
-        t = jnp.full(mask.shape[:-1], t_int)
-        probs = _reverse_probs(denoise_fn, graph_t, t, transition, num_steps, cond)
+        t_int, s_int, step_key = inputs
+        t, s = jnp.full(mask.shape[:-1], t_int), jnp.full(mask.shape[:-1], s_int)
+        probs = _reverse_probs(denoise_fn, graph_t, t, s, transition, num_steps, cond)
         if guidance_scale is not None:
-            free = _reverse_probs(denoise_fn, graph_t, t, transition, num_steps, uncond)
+            free = _reverse_probs(denoise_fn, graph_t, t, s, transition, num_steps, uncond)
             probs = Graph(guide_probs(probs.nodes, free.nodes, guidance_scale),
                           guide_probs(probs.edges, free.edges, guidance_scale), mask)
         return sample_graph(step_key, probs), None
 
-    steps = (jnp.arange(num_steps, 0, -1), jax.random.split(key_steps, num_steps))
+    times = np.round(np.linspace(num_steps, 0, sample_steps + 1)).astype(np.int32)
+    steps = (jnp.asarray(times[:-1]), jnp.asarray(times[1:]), jax.random.split(key_steps, sample_steps))
     graph0, _ = jax.lax.scan(step, graph_T, steps)
     return graph0
 

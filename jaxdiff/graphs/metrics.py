@@ -299,7 +299,8 @@ def chemnet_stats(smiles: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]
         raise ValueError(f"smiles needs at least 2 valid SMILES for ChemNet statistics, got {len(valid)}")
     if not hasattr(chemnet_stats, "model"):
         chemnet_stats.model = fcd_lib.load_ref_model()
-    return gaussian_stats(fcd_lib.get_predictions(chemnet_stats.model, valid, device="cpu"))
+    # n_jobs=0: no DataLoader worker, so no fork of the multithreaded JAX process
+    return gaussian_stats(fcd_lib.get_predictions(chemnet_stats.model, valid, n_jobs=0, device="cpu"))
 
 
 def fcd(generated_smiles: Sequence[str | None], reference) -> float:

@@ -59,6 +59,19 @@ def test_transition_properties(x64):
         np.testing.assert_allclose(tr.qbar(jnp.asarray(0), 10)[0], np.eye(3), atol=0)
 
 
+def test_multi_step_kernel_is_the_product(x64):
+    """Q_{t|s} = Q_{s+1} ... Q_t for every kind of transition, so skipping steps is exact."""
+    for tr in _transitions() + [D.joint_transition(ATOMS, BONDS, 3, 3, coupling=0.9)]:
+        for s_, t_ in ((0, 10), (2, 7), (5, 6)):
+            prod = None
+            for u in range(s_ + 1, t_ + 1):
+                step = [np.asarray(m) for m in tr.q(jnp.asarray(u), 10)]
+                prod = step if prod is None else [p @ q for p, q in zip(prod, step)]
+            skip = tr.q(jnp.asarray(t_), 10, jnp.asarray(s_))
+            for p, q in zip(prod, skip):
+                np.testing.assert_allclose(p, q, atol=1e-12)
+
+
 def test_joint_transition_properties(x64):
     tr = D.joint_transition(ATOMS, BONDS, 3, 3, coupling=0.9)
     c = np.asarray(tr.bond_given_atoms)
@@ -158,14 +171,15 @@ def _joint_2x2():
     return D.JointTransition(jnp.array([0.7, 0.3]), jnp.array([0.8, 0.2]), jnp.asarray(c), jnp.asarray(0.8))
 
 
-def _brute_force_posterior(tr, t, num_steps, x0_probs, zt):
-    """Exact p(z_{t-1} | z_t) marginals for 3 real nodes and 3 pairs, by enumeration.
+def _brute_force_posterior(tr, t, num_steps, x0_probs, zt, s=None):
+    """Exact p(z_s | z_t) marginals (s = t - 1 by default) for 3 real nodes and 3 pairs, by enumeration.
 
     x0_probs: 6 per-element distributions (nodes 0..2, then PAIRS) defining a factorised
     p(x_0 | z_t); zt: 6 ints. Returns the 6 marginal distributions of z_{t-1}.
     """
-    q_x, q_e = map(np.asarray, tr.q(jnp.asarray(t), num_steps))
-    s_x, s_e = map(np.asarray, tr.qbar(jnp.asarray(t - 1), num_steps))
+    s = t - 1 if s is None else s
+    q_x, q_e = map(np.asarray, tr.q(jnp.asarray(t), num_steps, jnp.asarray(s)))
+    s_x, s_e = map(np.asarray, tr.qbar(jnp.asarray(s), num_steps))
     joint = isinstance(tr, D.JointTransition)
     configs = list(itertools.product(range(2), repeat=6))
     marg = np.zeros((6, 2))
@@ -189,10 +203,10 @@ def _elements(graph):
     return [graph.nodes[0, i] for i in range(3)] + [graph.edges[0, i, j] for i, j in PAIRS]
 
 
-@pytest.mark.parametrize("t", [1, 3, 10])
+@pytest.mark.parametrize("t, s", [(1, None), (3, None), (10, None), (10, 4), (7, 0)])
 @pytest.mark.parametrize("kind", ["point", "mixture"])
 @pytest.mark.parametrize("joint", [False, True])
-def test_posterior_matches_brute_force(x64, t, kind, joint):
+def test_posterior_matches_brute_force(x64, t, s, kind, joint):
     tr = _joint_2x2() if joint else D.marginal_transition([0.7, 0.3], [0.8, 0.2])
     bonds_t = np.array([[[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]])
     zt = from_ints(np.array([[1, 0, 1, -1]]), bonds_t, 2, 2)
@@ -205,13 +219,13 @@ def test_posterior_matches_brute_force(x64, t, kind, joint):
         edges = rng.dirichlet([1, 1], size=(1, 4, 4))
         edges = (edges + np.swapaxes(edges, 1, 2)) / 2
         pred = Graph(jnp.asarray(nodes), jnp.asarray(edges), zt.mask)
-    post = _posterior_jit(zt, pred, jnp.array([t]), tr, 10)
+    post = _posterior_jit(zt, pred, jnp.array([t]), tr, 10, None if s is None else jnp.array([s]))
     zt_ints = [int(np.argmax(v)) for v in _elements(zt)]
-    expected = _brute_force_posterior(tr, t, 10, [np.asarray(v) for v in _elements(pred)], zt_ints)
+    expected = _brute_force_posterior(tr, t, 10, [np.asarray(v) for v in _elements(pred)], zt_ints, s)
     np.testing.assert_allclose(np.stack(_elements(post)), expected, atol=1e-12)
     np.testing.assert_allclose(post.nodes.sum(-1), zt.mask.astype(float), atol=1e-12)
     np.testing.assert_allclose(post.edges.sum(-1), pair_mask(zt.mask).astype(float), atol=1e-12)
-    if t == 1:
+    if t == 1 or s == 0:
         np.testing.assert_allclose(np.stack(_elements(post)), np.stack(_elements(pred)), atol=1e-12)
 
 
@@ -291,9 +305,12 @@ def test_sample_point_mass_returns_graph(joint):
     target = from_ints(np.repeat(ATOMS, 3, 0), np.repeat(BONDS, 3, 0), 3, 3)
     tr = D.joint_transition(ATOMS, BONDS, 3, 3) if joint else D.marginal_transition(M_X, M_E)
     # Diagonal / padded logits are zero vectors: uniform predictions there, masked away anyway.
-    run = jax.jit(D.sample, static_argnums=0, static_argnames="num_steps")
+    run = jax.jit(D.sample, static_argnums=0, static_argnames=("num_steps", "sample_steps"))
     out = run(_point_mass_denoiser(target), jax.random.PRNGKey(0), target.mask, transition=tr, num_steps=12)
     np.testing.assert_array_equal(out.nodes, target.nodes)
+    skip = run(_point_mass_denoiser(target), jax.random.PRNGKey(1), target.mask, transition=tr, num_steps=12,
+               sample_steps=5)
+    np.testing.assert_array_equal(skip.edges, target.edges)
     np.testing.assert_array_equal(out.edges, target.edges)
     np.testing.assert_array_equal(out.mask, target.mask)
 

@@ -1,4 +1,4 @@
-"""Bad-input suite (issue 9, "Bad input"): every case is called eagerly with one bad argument and
+"""Bad-input suite: every case is called eagerly with one bad argument and
 must raise a ValueError whose message names that argument, except the ``test_documented_*`` cases,
 whose bad input has a documented finite answer. Tiny shapes throughout."""
 
@@ -17,6 +17,10 @@ from jaxdiff.bridges import process as bproc
 from jaxdiff.bridges import samplers as bsamp
 from jaxdiff.data.pipeline import EpochSampler
 from jaxdiff.flow import corr
+from jaxdiff.graphs import discrete, molecules
+from jaxdiff.graphs import metrics as graph_metrics
+from jaxdiff.graphs.graph import Graph
+from jaxdiff.graphs.nets import GraphDiT
 from jaxdiff.latent import vae
 from jaxdiff.metrics import distances, frechet
 import importlib
@@ -31,6 +35,16 @@ HYP = settings(max_examples=25, deadline=None)
 KEY = jax.random.key(0)
 X = jnp.ones((2, 3))
 GOOD_SIGMAS = jnp.array([2.0, 1.0, 0.5, 0.0])
+
+
+def graph_dit_init(n=4, numeric=None, categorical=None):
+    """Initialise a tiny GraphDiT (4 node slots, one numeric and one 3-way categorical condition)."""
+    model = GraphDiT(num_node_classes=4, num_edge_classes=4, max_nodes=4, hidden=16, depth=1, num_heads=2,
+                     num_numeric=1, categorical_sizes=(3,))
+    graph = Graph(jnp.zeros((1, n, 4)), jnp.zeros((1, n, n, 4)), jnp.ones((1, n), bool))
+    numeric = jnp.zeros((1, 1)) if numeric is None else numeric
+    categorical = jnp.zeros((1, 1), jnp.int32) if categorical is None else categorical
+    return model.init(KEY, graph, jnp.zeros(1), numeric, categorical)
 
 
 def ident(x, sigma, **cond):
@@ -236,6 +250,27 @@ CASES = [
     ("train.OptimConfig-warmup-neg", lambda: OptimConfig(warmup_steps=-1), "warmup_steps"),
     ("train.OptimConfig-grad_clip0", lambda: OptimConfig(grad_clip=0.0), "grad_clip"),
     ("train.OptimConfig-b2=1", lambda: OptimConfig(b2=1.0), "b2"),
+    # graphs
+    ("graphs.smiles_to_ints-invalid", lambda: molecules.smiles_to_ints("C1CC(", 9), "SMILES"),
+    ("graphs.smiles_to_ints-S-atom", lambda: molecules.smiles_to_ints("CSC", 9), "atom"),
+    ("graphs.smiles_to_ints-10-atoms", lambda: molecules.smiles_to_ints("CCCCCCCCCC", 9), "max_nodes"),
+    ("graphs.smiles_to_ints-charged", lambda: molecules.smiles_to_ints("C[NH3+]", 9), "atom"),
+    ("graphs.marginal_transition-not-a-distribution",
+     lambda: discrete.marginal_transition([0.5, 0.6], [1.0, 0.0]), "node_marginals"),
+    ("graphs.cosine_alpha_bar-0", lambda: discrete.cosine_alpha_bar(0), "num_steps"),
+    ("graphs.sample-sample_steps>num_steps",
+     lambda: discrete.sample(ident, KEY, jnp.ones((1, 3), bool), transition=discrete.uniform_transition(2, 2),
+                             num_steps=5, sample_steps=9), "sample_steps"),
+    ("graphs.node_counts_distribution-negative", lambda: discrete.node_counts_distribution(np.array([-1, 2])),
+     "counts"),
+    ("graphs.graph_smiles-mode", lambda: graph_metrics.graph_smiles(np.zeros((1, 3), int), np.zeros((1, 3, 3), int),
+                                                                    mode="fuzzy"), "mode"),
+    ("graphs.validity-lengths", lambda: graph_metrics.validity(np.zeros((2, 3), int), np.zeros((1, 3, 3), int)),
+     "atoms"),
+    ("graphs.GraphDiT-numeric-width", lambda: graph_dit_init(numeric=jnp.zeros((1, 2))), "numeric"),
+    ("graphs.GraphDiT-categorical-width", lambda: graph_dit_init(categorical=jnp.zeros((1, 3), jnp.int32)),
+     "categorical"),
+    ("graphs.GraphDiT-too-many-nodes", lambda: graph_dit_init(n=5), "max_nodes"),
 ]
 
 

@@ -1,4 +1,5 @@
-"""Optical flow: correlation volumes, pyramids and RAFT-style lookup."""
+"""Optical flow: correlation volumes, pyramids and RAFT-style lookup (here); the RAFT model in
+``jaxdiff.flow.raft``, synthetic flow pairs in ``jaxdiff.flow.data``, colour coding in ``jaxdiff.flow.viz``."""
 
 from __future__ import annotations
 

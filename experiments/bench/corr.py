@@ -206,6 +206,11 @@ def table(record: dict) -> str:
             f"| temp {r['on_the_fly_memory']['temp_mib']:.1f} "
             f"(all-pairs volume would be {r['all_pairs_volume_mib']:.0f}) |"
         )
+    otf_temp = j["on_the_fly_memory"]["temp_mib"]
+    rows.append(
+        f"\non-the-fly: {j['on_the_fly_ms'] / j['lookup_ms']:.1f}x the all-pairs lookup time, "
+        f"scratch {100 * otf_temp / j['pyramid_mib']:.1f}% of the pyramid"
+    )
     return "\n".join(rows)
 
 

@@ -160,6 +160,19 @@ def test_lookup_far_outside_is_zero_and_matches_numpy(x64):
 
 
 @pytest.mark.parametrize("on_the_fly", [False, True])
+def test_tiny_coarse_level_with_large_flow_matches_numpy(x64, on_the_fly):
+    """Level 2 of 11x13 is 2x3, fewer entries than a (2r+2)-long row segment: far taps stay masked."""
+    for seed in range(4):
+        f1, f2, coords = make_inputs(seed, h=11, w=13, flow_scale=30.0)
+        ref = NumpyCorrBlock(nchw(f1), nchw(f2), 3, 4)(nchw(coords)).transpose(0, 2, 3, 1)
+        if on_the_fly:
+            out = np.asarray(corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, 4, 3, tile=3, chunk=9))
+        else:
+            out = jax_lookup(f1, f2, coords, 3, 4)
+        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("on_the_fly", [False, True])
 def test_infinite_coords_are_outside(on_the_fly):
     """±inf lies outside like a far coordinate: zero windows, no NaN, other queries unchanged."""
     f1, f2, coords = make_inputs(4, b=1, h=8, w=9, dtype=np.float32)
@@ -179,16 +192,17 @@ def test_infinite_coords_are_outside(on_the_fly):
     assert np.all(sampled[0, 2, 3] == 0) and np.all(np.isfinite(sampled))
 
 
-@pytest.mark.parametrize("flow_scale,chunk", [(0.5, 64), (30.0, 8)])
-def test_on_the_fly_matches_numpy_raft_float64(x64, flow_scale, chunk):
+@pytest.mark.parametrize("flow_scale,tile,chunk", [(0.5, 2, 64), (30.0, 3, 8), (3.0, 16, 256)])
+def test_on_the_fly_matches_numpy_raft_float64(x64, flow_scale, tile, chunk):
+    """Tiles that do not divide the image (shifted last row and column), one tile a step, and one larger than it."""
     f1, f2, coords = make_inputs(2, h=11, w=13, flow_scale=flow_scale)
     ref = NumpyCorrBlock(nchw(f1), nchw(f2), 3, 4)(nchw(coords)).transpose(0, 2, 3, 1)
-    out = corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, 4, 3, tile=2, chunk=chunk)
+    out = corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, 4, 3, tile=tile, chunk=chunk)
     np.testing.assert_allclose(np.asarray(out), ref, rtol=0, atol=1e-6)
 
 
 def test_on_the_fly_equals_all_pairs_float32():
-    """Smooth flow (block path), a discontinuity (per-tile fallback), several chunks, B=2."""
+    """Smooth flow (block path), a discontinuity (per-query fallback), a step spanning both images of B=2."""
     f1, f2, coords = make_inputs(3, h=20, w=22, d=16, flow_scale=0.3, dtype=np.float32)
     coords[:, 9:, 10:] += np.array([9.0, -7.0], np.float32)
     f1, f2 = jnp.asarray(f1), jnp.asarray(f2)
@@ -254,7 +268,7 @@ def test_gradients_match_finite_differences(x64, on_the_fly):
 
     def loss(a, b, c):
         if on_the_fly:
-            out = corr.lookup_on_the_fly(a, b, c, 2, 2, tile=2, chunk=4)
+            out = corr.lookup_on_the_fly(a, b, c, 2, 2, tile=3)
         else:
             out = corr.lookup(corr.correlation_pyramid(a, b, 2), c, 2)
         return jnp.sum(jnp.sin(out))
@@ -280,6 +294,10 @@ def test_bad_input_raises_naming_the_argument():
         corr.lookup(pyramid, coords[..., :1])
     with pytest.raises(ValueError, match="coords"):
         corr.lookup_on_the_fly(f1, f2, coords[:, :4], num_levels=2)
+    with pytest.raises(ValueError, match="tile"):
+        corr.lookup_on_the_fly(f1, f2, coords, num_levels=2, tile=0)
+    with pytest.raises(ValueError, match="chunk"):
+        corr.lookup_on_the_fly(f1, f2, coords, num_levels=2, chunk=0)
     bad = coords.copy()
     bad[0, 1, 2, 0] = np.nan
     with pytest.raises(ValueError, match="coords contain NaN"):

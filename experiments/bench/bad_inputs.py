@@ -1,4 +1,4 @@
-"""Bad-input reliability count: runs ``tests/reliability`` and tallies the cases.
+"""Bad-input reliability count: runs ``tests/reliability/test_bad_inputs.py`` and tallies the cases.
 
     python -m experiments.bench.bad_inputs
 
@@ -33,7 +33,8 @@ class _Tally:
 def main(argv=None) -> int:
     tally = _Tally()
     t0 = time.perf_counter()
-    code = pytest.main(["-q", "-p", "no:cacheprovider", "tests/reliability", *(argv or [])], plugins=[tally])
+    code = pytest.main(["-q", "-p", "no:cacheprovider", "tests/reliability/test_bad_inputs.py", *(argv or [])],
+                       plugins=[tally])
     dt = time.perf_counter() - t0
     tried = len(tally.passed) + len(tally.documented) + len(tally.failed)
     print()

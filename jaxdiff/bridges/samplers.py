@@ -123,11 +123,14 @@ def ddbm_heun(denoiser: Denoiser, x_T, ts, *, bridge, churn_step_ratio: float = 
     sde = _drift_coeffs(bridge, t_i, ode=False, guidance=guidance)
     ode1 = _drift_coeffs(bridge, t_hat, ode=True, guidance=guidance)
     ode2 = _drift_coeffs(bridge, t_next_safe, ode=True, guidance=guidance)
+    # drift p_x x + p_T x_T + p_D d = p_x (x − x_T) + (p_x + p_T) x_T + p_D d, the sum formed in float64:
+    # near T, p_x and p_T ~ 1/(T − t) nearly cancel, and rounding p_x x and p_T x_T apart does not
+    sde, ode1, ode2 = ((c[0], c[0] + c[1], *c[2:]) for c in (sde, ode1, ode2))
     table = [jnp.asarray(v, x_T.dtype) for v in (t_i, t_hat, t_next, *sde, *ode1[:3], *ode2[:3])]
     keys = jax.random.split(key, t_i.shape[0]) if churn else jnp.zeros((t_i.shape[0], 2), jnp.uint32)
 
     def drift(x, d, c):
-        return _lin(c[0], x) + _lin(c[1], x_T) + _lin(c[2], d)
+        return _lin(c[0], x - x_T) + _lin(c[1], x_T) + _lin(c[2], d)
 
     def step(x, inp):
         k, (ti, th, tn, *c) = inp

@@ -61,10 +61,14 @@ def vp_sigmas(alphas_cumprod: Array, timesteps: Array) -> Array:
 
 def _predict(denoiser, x, a, cond):
     """``(x0, eps)`` predicted from ``x_t`` at ``abar_t = a``."""
-    sa = jnp.sqrt(a)
-    x0 = denoiser(x / sa, jnp.sqrt((1.0 - a) / a), **cond)
+    return _predict_with(denoiser, x, jnp.sqrt(a), jnp.sqrt((1.0 - a) / a), jnp.sqrt(1.0 - a), cond)
+
+
+def _predict_with(denoiser, x, sa, sigma, s1a, cond):
+    """``_predict`` given ``sqrt(a)``, ``sigma_t`` and ``sqrt(1 - a)``."""
+    x0 = denoiser(x / sa, sigma, **cond)
     check_denoised(x, x0)
-    return x0, (x - sa * x0) / jnp.sqrt(1.0 - a)
+    return x0, (x - sa * x0) / s1a
 
 
 def _posterior_small(a, a_prev):
@@ -78,14 +82,19 @@ def _run(denoiser, x, abar, abar_prev, lam2, variances, key, cond):
     keys = jax.random.split(key, abar.shape[0]) if key is not None else jnp.zeros((abar.shape[0],))
 
     def step(x, s):
-        a, a_prev, l2, v, k = s
-        x0, eps = _predict(denoiser, x, a, cond)
-        x = jnp.sqrt(a_prev) * x0 + jnp.sqrt(jnp.maximum(1.0 - a_prev - l2, 0.0)) * eps
+        sa, sigma, s1a, sa_prev, s_eps, sv, k = s
+        x0, eps = _predict_with(denoiser, x, sa, sigma, s1a, cond)
+        x = sa_prev * x0 + s_eps * eps
         if key is not None:
-            x = x + jnp.sqrt(v) * jax.random.normal(k, x.shape, dtype)
+            x = x + sv * jax.random.normal(k, x.shape, dtype)
         return x.astype(dtype), None
 
-    xs = tuple(c.astype(dtype) for c in (abar, abar_prev, lam2, variances)) + (keys,)
+    # Per-step scalars in at least float32, then cast to x's dtype: in bfloat16, abar = 1 − 1e-4 (t = 0)
+    # rounds to 1 and sqrt(1 − abar) to 0, which made eps 0/0 = NaN.
+    a, a_prev, l2, v = (c.astype(jnp.promote_types(dtype, jnp.float32)) for c in (abar, abar_prev, lam2, variances))
+    coefs = (jnp.sqrt(a), jnp.sqrt((1.0 - a) / a), jnp.sqrt(1.0 - a), jnp.sqrt(a_prev),
+             jnp.sqrt(jnp.maximum(1.0 - a_prev - l2, 0.0)), jnp.sqrt(v))
+    xs = tuple(c.astype(dtype) for c in coefs) + (keys,)
     x, _ = jax.lax.scan(step, x, xs)
     return x
 

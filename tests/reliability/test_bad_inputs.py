@@ -393,3 +393,23 @@ def test_documented_infinite_coords_give_zero_correlation(path):
     out = corr.correlation_lookup(f, f, num_levels=2, radius=1, mode=path)(coords)
     assert bool(jnp.all(jnp.isfinite(out)))
     assert bool(jnp.all(out[0, 1, 2] == 0)) and bool(jnp.all(out[0, 3, 0] == 0))
+
+
+@HYP
+@given(st.one_of(st.text(max_size=12), st.text("CNOFScnos()[]=#+-123@H.%/\\", max_size=16)))
+def test_hyp_smiles_to_ints_random_text(text):
+    """Random text is either a valid (atoms (9,), bonds (9, 9)) pair or a ValueError, never another error."""
+    try:
+        atoms, bonds = molecules.smiles_to_ints(text, 9)
+    except ValueError:
+        return
+    assert atoms.shape == (9,) and bonds.shape == (9, 9)
+
+
+@HYP
+@given(st.sampled_from(["mean", "log_var"]), st.sampled_from([np.nan, np.inf, -np.inf]), st.integers(0, 5))
+def test_hyp_gaussian_kl_non_finite(arg, bad, index):
+    args = {"mean": np.zeros(6, np.float32), "log_var": np.zeros(6, np.float32)}
+    args[arg][index] = bad
+    with pytest.raises(ValueError, match=arg):
+        vae.gaussian_kl(jnp.asarray(args["mean"]), jnp.asarray(args["log_var"]))

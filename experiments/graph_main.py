@@ -70,7 +70,8 @@ def load_data(cfg):
         raise ValueError(f"config.data.name: only 'qm9' is supported, got {cfg.name!r}")
     train, test = split_qm9(load_qm9(cfg.max_nodes), seed=0, test_fraction=cfg.test_fraction)
     if cfg.num_train:
-        train = subset(train, np.arange(min(cfg.num_train, len(train["atoms"]))))
+        pick = np.random.default_rng(0).permutation(len(train["atoms"]))[:cfg.num_train]
+        train = subset(train, np.sort(pick))  # a uniform sample: QM9's order is by size and composition
     return train, test
 
 
@@ -199,7 +200,10 @@ def evaluate_model(config, denoise, params, transition, train: dict, test: dict,
 
     e, n = config.eval, config.data.max_nodes
     num = min(e.num_samples, len(test["atoms"]))
-    targets = subset(test, np.arange(num))
+    # QM9's row order follows molecule size and composition, so slices of a fixed random order are used:
+    # condition targets, the reference set (similarities, FCD), and held-out real molecules for the floor.
+    order = np.random.default_rng(0).permutation(len(test["atoms"]))
+    targets = subset(test, order[:num])
     numeric, categorical, _ = conditions(config.data, targets, stats)
     raw_logp = np.asarray(targets["logp"]) if "logp" in config.data.numeric else np.full(num, np.nan)
     rings = ring_class(targets["num_rings"], config.data.num_ring_classes) if config.data.categorical \
@@ -208,7 +212,7 @@ def evaluate_model(config, denoise, params, transition, train: dict, test: dict,
     k_mask, k_sample, k_shuffle = jax.random.split(key, 3)
     masks = discrete.sample_masks(k_mask, counts, num, n)
     sample = make_sampler(denoise, transition, config.diffusion.num_steps, config.diffusion.sample_steps)
-    reference = list(test["smiles"][num:num + e.reference_size])
+    reference = list(test["smiles"][order[num:num + e.reference_size]])
     fcd_ref = gm.chemnet_stats(reference) if e.fcd else None
     conditional = bool(numeric.shape[1] or categorical.shape[1])
     settings = [("unconditional", None, False)] if e.unconditional or not conditional else []
@@ -237,7 +241,7 @@ def evaluate_model(config, denoise, params, transition, train: dict, test: dict,
         if drawn is None or (use_cond and drawn[0] != f"guidance {e.shuffle_scale:g}"):
             drawn = (name, smiles)
         print(f"{name}: " + ", ".join(f"{k}={v:.3f}" for k, v in res.items() if isinstance(v, float)))
-    real = subset(test, np.arange(num + e.reference_size, min(2 * num + e.reference_size, len(test["atoms"]))))
+    real = subset(test, order[num + e.reference_size:2 * num + e.reference_size])
     if len(real["atoms"]):  # the same metrics of held-out real molecules: the floor each number sits on
         res = gm.evaluate(real["atoms"], real["bonds"], train["smiles"], reference, with_fcd=e.fcd,
                           fcd_reference=fcd_ref)

@@ -24,7 +24,10 @@ TINY_TOY = [
 def cli(workdir, *args, wait=True):
     """Start ``python -m experiments.main`` with ``args``; return the finished process (or the Popen)."""
     cmd = [sys.executable, "-m", "experiments.main", f"--workdir={workdir}", *args]
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    # One host device: a subprocess with two virtual CPU devices, next to the pytest workers on two cores,
+    # can starve XLA's in-process all-reduce rendezvous (it aborts after 40 s). Two-device training is
+    # tested in-process (tests/train/test_parallel.py).
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if not wait:
         return proc

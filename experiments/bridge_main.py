@@ -183,15 +183,9 @@ def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> 
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    import jax
+    from experiments.build import start_cli
 
-    jax.config.update(
-        "jax_compilation_cache_dir",
-        os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/jaxdiff/xla")),
-    )
+    start_cli(argv)
     print(markdown(run(FLAGS.config, FLAGS.workdir, FLAGS.mode, progress=FLAGS.progress)))
 
 

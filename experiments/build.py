@@ -210,3 +210,20 @@ def train_or_restore(config, state, loss_fn, optimizer, source: pipeline.Source,
     return fit(state, step, lambda s: shard_batch(local(s), mesh), num_steps=tc.num_steps, workdir=workdir,
                log_every=tc.log_every, checkpoint_every=tc.checkpoint_every, max_to_keep=tc.max_to_keep,
                progress=progress, stop_on_nonfinite=tc.nonfinite == "stop")
+
+
+def start_cli(argv) -> None:
+    """The prelude of every experiment CLI's ``main``: no stray arguments, quiet absl logging (orbax logs
+    every save at INFO), and a persistent compilation cache (``$JAX_COMPILATION_CACHE_DIR`` or
+    ``~/.cache/jaxdiff/xla``)."""
+    import os
+
+    from absl import app, logging
+
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    jax.config.update(
+        "jax_compilation_cache_dir",
+        os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/jaxdiff/xla")),
+    )

@@ -11,25 +11,15 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdiff import losses, nn, precond
-from jaxdiff.train import Checkpointer, OptimConfig, create_train_state, fit, make_optimizer, make_train_step
+from jaxdiff.train import Checkpointer, fit
+from tests.train.tiny import tiny_training
 
 RUN = dict(num_steps=12, log_every=2, checkpoint_every=4, progress=False)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    module = nn.MLP(width=16, depth=1)
-    params = module.init(jax.random.key(0), np.zeros((1, 2), np.float32), np.ones((1,), np.float32))["params"]
-
-    def net(p, x, c_noise, *, key=None):
-        return module.apply({"params": p}, x, c_noise)
-
-    optimizer = make_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=0))
-    step = jax.jit(make_train_step(losses.denoising_loss(net, precond.EDMPrecond(), losses.EDMNoise()),
-                                   optimizer, batch_size=8, ema_halflife_nimg=100.0))
-    data = np.random.default_rng(0).standard_normal((20, 8, 2)).astype(np.float32)
-    return lambda: create_train_state(params, optimizer, jax.random.key(1)), step, lambda s: {"image": data[s % 20]}
+    return tiny_training()
 
 
 @pytest.fixture(scope="module")

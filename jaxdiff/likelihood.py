@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.samplers._checks import _concrete, check_finite
+from jaxdiff._checks import _concrete, check_finite
 from jaxdiff.samplers.adaptive import solve_ode
 
 Array = Any

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.samplers._checks import check_positive
+from jaxdiff._checks import check_positive
 
 Array = Any
 Network = Callable[..., Array]

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.samplers._checks import check_positive
+from jaxdiff._checks import check_positive
 
 Array = Any
 Denoiser = Callable[..., Array]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff.bridges.process import _bcast
-from jaxdiff.samplers._checks import check_positive
+from jaxdiff._checks import check_positive
 
 Array = Any
 

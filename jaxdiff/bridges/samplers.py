@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.bridges.process import _xp
-from jaxdiff.samplers._checks import check_finite
+from jaxdiff._checks import check_finite
 
 Array = Any
 Denoiser = Callable[[Array, Array, Array], Array]

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdiff.samplers._checks import check_finite
+from jaxdiff._checks import check_finite
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -13,7 +13,13 @@ from jaxdiff.samplers.ddpm import analytic_dpm_variances, ddim, ddpm, vp_sigmas
 from jaxdiff.samplers.guidance import cfg_denoiser, gradient_guidance, inpaint
 from jaxdiff.samplers.multistep import unipc
 from jaxdiff.samplers.ode import dpm_2, dpmpp_2m, euler, heun, lms
-from jaxdiff.samplers.score_sde import annealed_langevin, euler_maruyama, predictor_corrector, reverse_diffusion
+from jaxdiff.samplers.score_sde import (
+    annealed_langevin,
+    euler_maruyama,
+    predictor_corrector,
+    reverse_diffusion,
+    reverse_sde,
+)
 from jaxdiff.samplers.stochastic import (
     dpmpp_2m_sde, dpmpp_2s_ancestral, dpmpp_3m_sde, dpmpp_sde, edm, euler_ancestral,
 )
@@ -27,7 +33,7 @@ __all__ = [
     # discrete VP
     "ddpm", "ddim", "analytic_dpm_variances", "vp_sigmas",
     # score SDE
-    "euler_maruyama", "reverse_diffusion", "predictor_corrector", "annealed_langevin",
+    "euler_maruyama", "reverse_diffusion", "predictor_corrector", "reverse_sde", "annealed_langevin",
     # adaptive
     "ODEStats", "solve_ode", "pf_ode",
     # guidance

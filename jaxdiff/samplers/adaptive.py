@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.samplers._checks import check_denoised
+from jaxdiff._checks import check_denoised
 
 Array = Any
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxdiff.samplers._checks import check_denoised, check_sigmas
+from jaxdiff._checks import check_denoised, check_sigmas
 
 Array = Any
 

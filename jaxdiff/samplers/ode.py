@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.samplers._checks import check_denoised, check_finite, check_sigmas
+from jaxdiff._checks import check_denoised, check_finite, check_sigmas
 
 
 def _denoise(denoiser, x, sigma, cond):

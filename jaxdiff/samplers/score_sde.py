@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.samplers._checks import check_denoised, check_sigmas
+from jaxdiff import sdeint as _sdeint
+from jaxdiff._checks import check_denoised, check_sigmas
 
 Array = Any
 
-__all__ = ["euler_maruyama", "reverse_diffusion", "predictor_corrector", "annealed_langevin"]
+__all__ = ["euler_maruyama", "reverse_diffusion", "predictor_corrector", "reverse_sde", "annealed_langevin"]
 
 
 def _bcast(c, x):
@@ -132,6 +133,42 @@ def reverse_diffusion(sde, denoiser: Callable, x: Array, ts: Array, *, key: Arra
     """score_sde's reverse-diffusion predictor alone (no corrector). ``x`` (B, ...) -> (B, ...)."""
     return predictor_corrector(sde, denoiser, x, ts, key=key, n_corrector=0, predictor="reverse_diffusion",
                                denoise=denoise, **cond)
+
+
+def reverse_sde(sde, denoiser: Callable, x: Array, ts: Array, *, key: Array | None = None, bm=None,
+                solver: _sdeint.Solver = _sdeint.euler_maruyama, denoise: bool = True, **cond) -> Array:
+    """The reverse-time SDE solved by any ``jaxdiff.sdeint`` solver. ``x`` (B, ...) -> (B, ...).
+
+    In the increasing time ``u = -t`` (grid ``-ts``) the reverse SDE reads
+    ``dx = -[f - g^2 score](x, -u) du + g(-u) dW_u``: the noise is additive (``g`` depends on
+    time only), so ``sdeint.sra1`` reaches strong order 1.5 given an exact score and
+    ``euler_maruyama`` strong order 1. Noise: ``key`` (drawn inside the scan) or ``bm``, a
+    ``jaxdiff.sdeint.VirtualBrownianTree`` over an interval of ``u`` that covers ``-ts``
+    (``shape=x.shape``, ``levy_area=True`` for ``sra1``; the same tree gives the same path at
+    any step count) or increments on ``-ts`` as ``sdeint`` takes them. With ``denoise`` the
+    last step is the drift alone (no noise), as in ``predictor_corrector``.
+    """
+    _check_ts(sde, ts)
+    if (key is None) == (bm is None):
+        raise ValueError("give exactly one of key (a jax.random.key) or bm (Brownian noise)")
+    ts = jnp.asarray(ts, x.dtype)
+    us = -ts
+    score = _checked_score(sde, denoiser)
+
+    def drift(y, u):
+        return -sde.reverse_drift(y, -u, score(y, -u, **cond))
+
+    def diffusion(y, u):
+        return jnp.broadcast_to(sde.reverse_diffusion(-u), y.shape).astype(y.dtype)
+
+    noisy = us[:-1] if denoise else us
+    if bm is not None and not isinstance(bm, _sdeint.VirtualBrownianTree):
+        bm = jax.tree.map(lambda a: a[: noisy.shape[0] - 1], bm)
+    if noisy.shape[0] > 1:
+        x = _sdeint.sdeint(solver, drift, diffusion, x, noisy, key if bm is None else bm)
+    if denoise:
+        x = x + drift(x, us[-2]) * (us[-1] - us[-2])
+    return x
 
 
 def annealed_langevin(denoiser: Callable, x: Array, sigmas: Array, *, key: Array, n_steps_each: int = 100,

@@ -16,7 +16,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxdiff.samplers._checks import _concrete
+from jaxdiff._checks import _concrete
 from jaxdiff.samplers.noise import BrownianTreeNoise, gaussian
 from jaxdiff.samplers.ode import _d, _denoise, _finish, _grid, _heun_step
 

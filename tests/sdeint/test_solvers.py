@@ -87,3 +87,24 @@ def test_key_draws_noise_in_the_scan(x64):
     assert abs(np.corrcoef(x1["a"][:, 0], x1["b"])[0, 1]) < 0.06
     again = [sdeint(euler_maruyama, f, g, jnp.zeros(2), TS, keys[0]) for _ in range(2)]
     np.testing.assert_array_equal(*again)
+
+
+def test_key_noise_blocks_with_a_remainder(x64):
+    f = lambda x, t: -x  # noqa: E731
+    g = lambda x, t: 0.5 * jnp.ones_like(x)  # noqa: E731
+    key = jax.random.key(6)
+    n = TS.shape[0] - 1
+    for block in (1, 3, n, 10 * n):  # full blocks only, a remainder, one block, clipped to n
+        path = sdeint(euler_maruyama, f, g, jnp.zeros(2), TS, key, save_all=True, noise_block=block)
+        assert path.shape == (n + 1, 2)
+        np.testing.assert_array_equal(path[-1], sdeint(euler_maruyama, f, g, jnp.zeros(2), TS, key, noise_block=block))
+        # the recorded path satisfies the EM recursion with increments of the right size
+        dw = (path[1:] - path[:-1] + jnp.diff(TS)[:, None] * path[:-1]) / 0.5
+        assert np.all(np.isfinite(dw)) and 0.2 < float(jnp.mean(dw**2 / jnp.diff(TS)[:, None])) < 3
+    keys = jax.random.split(key, 4000)
+    ends = {b: jax.vmap(lambda k: sdeint(euler_maruyama, f, g, jnp.zeros(()), TS, k, noise_block=b))(keys)
+            for b in (1, 3)}
+    for v in ends.values():
+        np.testing.assert_allclose(v.var(), 0.25 * (1 - np.exp(-2.0)) / 2, rtol=0.1)
+    with pytest.raises(ValueError, match="noise_block"):
+        sdeint(euler_maruyama, f, g, jnp.zeros(2), TS, key, noise_block=0)

@@ -1,4 +1,4 @@
-"""Input validation shared by the samplers (runs on concrete values only)."""
+"""Input validation shared across jaxdiff (runs on concrete values only; traced values pass)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ process, ``pf_ode``/``solve_ode`` adaptively; guidance wraps a denoiser.
 from jaxdiff.samplers import noise
 from jaxdiff.samplers.adaptive import ODEStats, pf_ode, solve_ode
 from jaxdiff.samplers.ddpm import analytic_dpm_variances, ddim, ddpm, vp_sigmas
+from jaxdiff.samplers.grids import optimise_sigmas
 from jaxdiff.samplers.guidance import cfg_denoiser, gradient_guidance, inpaint
 from jaxdiff.samplers.multistep import unipc
 from jaxdiff.samplers.ode import dpm_2, dpmpp_2m, euler, heun, lms
@@ -38,4 +39,6 @@ __all__ = [
     "ODEStats", "solve_ode", "pf_ode",
     # guidance
     "cfg_denoiser", "gradient_guidance", "inpaint",
+    # grids
+    "optimise_sigmas",
 ]

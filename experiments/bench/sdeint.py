@@ -15,11 +15,18 @@ report no error, except the SRA1 row: timed with its own draws on an 8x coarser 
 its error is measured on the shared path coarsened to that grid. Times: best of
 ``--repeats`` runs after a warm-up (diffrax's VirtualBrownianTree and torchsde's
 BrownianInterval: one run; torch needs no warm-up). Prints a markdown table.
+
+``--work_precision`` adds, per problem, error-vs-time curves over ``--wp_steps``: each
+library's Euler and its higher-order scheme for the problem (SRA1 / torchsde's SRK for the
+additive-noise OU, Itô Milstein for 64-D), timed with its own noise (jaxdiff: a key;
+diffrax: ``UnsafeBrownianPath``; torchsde: ``BrownianInterval``) and scored on the shared
+path coarsened to the same grid. Saves a log-log plot per problem to ``--plot_dir``.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
 
 import jax
@@ -35,14 +42,22 @@ flags.DEFINE_integer("steps", 1_000, "Steps on [0, 1].")
 flags.DEFINE_integer("repeats", 3, "Timing repeats (best is reported).")
 flags.DEFINE_list("dims", ["1", "64"], "Which problems to run (1 and/or 64).")
 flags.DEFINE_bool("diffrax_tree", True, "Time diffrax's VirtualBrownianTree (slow).")
+flags.DEFINE_bool("work_precision", False, "Add error-vs-time curves over --wp_steps and a plot.")
+flags.DEFINE_list("wp_steps", ["125", "250", "500", "1000"], "Step counts of the work-precision curves.")
+flags.DEFINE_string("plot_dir", "docs/img", "Where the work-precision figures go (sdeint_work_precision_<d>d.png).")
 FLAGS = flags.FLAGS
 
 THETA, SIGMA, FINE = 1.0, 0.5, 4
 
 
 def _time(fn, repeats, warmup=True):
+    """Best of ``repeats`` calls after a warm-up call; one call if the warm-up took over 5 s."""
     if warmup:
-        fn()
+        t = time.perf_counter()
+        out = fn()
+        if isinstance(out, jax.Array):
+            out.block_until_ready()
+        repeats = 1 if time.perf_counter() - t > 5 else repeats
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
@@ -154,6 +169,131 @@ def _diffrax_rows(f, g, x0, ts, dw, ref, key, paths, d, reps, with_tree):
     return rows
 
 
+def _work_precision(f, g, x0, dw, hh, ref, key, paths, d, reps, steps):
+    """Curves ``{label: [(seconds, strong error), ...]}`` over the step counts ``steps``."""
+    import diffrax as dfx
+    import lineax as lx
+    import torch
+    import torchsde
+    from torchsde._brownian.brownian_base import BaseBrownian
+
+    class TorchGrid(BaseBrownian):
+        """A torchsde Brownian motion answering from a lookup ``fn(ta, tb, return_U, return_A)``."""
+
+        def __init__(self, fn, inc):
+            self.fn, self.inc = fn, inc
+
+        def __call__(self, ta, tb=None, return_U=False, return_A=False):
+            return self.fn(ta, tb, return_U, return_A)
+
+        def __repr__(self):
+            return "TorchGrid"
+
+        dtype = property(lambda self: self.inc.dtype)
+        device = property(lambda self: self.inc.device)
+        shape = property(lambda self: self.inc.shape[1:])
+        levy_area_approximation = property(lambda self: "space-time")
+
+    n_fine = dw.shape[0]
+    keys = jax.random.split(key, paths)
+    high = ("sra1", dfx.SRA1(), "srk") if d == 1 else ("milstein", dfx.ItoMilstein(), "milstein")
+    jsolvers = {"euler_maruyama": sde.euler_maruyama, high[0]: getattr(sde, high[0])}
+
+    class GridPath(dfx.AbstractBrownianPath):
+        """The shared increments (and Lévy areas) of one path, looked up by step."""
+
+        dw: jax.Array
+        hh: jax.Array
+        levy_area: type = dfx.SpaceTimeLevyArea
+
+        @property
+        def t0(self):
+            return 0.0
+
+        @property
+        def t1(self):
+            return 1.0
+
+        def evaluate(self, t0, t1=None, left=True, use_levy=False):
+            k = jnp.clip(jnp.round(t0 * self.dw.shape[0]).astype(jnp.int32), 0, self.dw.shape[0] - 1)
+            return dfx.SpaceTimeLevyArea(dt=t1 - t0, W=self.dw[k], H=self.hh[k]) if use_levy else self.dw[k]
+
+    def dfx_solve(solver, bm, ts):
+        diffusion = dfx.ControlTerm(lambda t, y, a: lx.DiagonalLinearOperator(g(y, t)), bm)
+        terms = dfx.MultiTerm(dfx.ODETerm(lambda t, y, a: f(y, t)), diffusion)
+        sol = dfx.diffeqsolve(terms, solver, 0.0, 1.0, None, x0, stepsize_controller=dfx.StepTo(ts=ts),
+                              saveat=dfx.SaveAt(t1=True), max_steps=ts.shape[0] - 1, adjoint=dfx.ForwardMode())
+        return sol.ys[0]
+
+    torch.set_num_threads(2)
+    a = torch.from_numpy(np.array(jax.random.normal(jax.random.key(7), (d, d)) / 8))
+
+    class SDE(torch.nn.Module):
+        noise_type, sde_type = "diagonal", "ito"
+
+        def f(self, t, y):
+            return -THETA * y if d == 1 else -y + torch.tanh(y @ a)
+
+        def g(self, t, y):
+            return SIGMA * torch.ones_like(y) if d == 1 else 0.3 * (1 + 0.5 * torch.cos(y))
+
+    y0 = torch.full((paths, d), float(np.asarray(x0).ravel()[0]))
+    curves = {}
+    for n in steps:
+        factor = n_fine // n
+        ts = jnp.linspace(0.0, 1.0, n + 1)
+        _, dwc, hc = sde.coarsen(jnp.linspace(0.0, 1.0, n_fine + 1), dw, hh, factor=factor)
+        for name, solver in jsolvers.items():
+            own = jax.jit(jax.vmap(lambda k, s=solver: sde.sdeint(s, f, g, x0, ts, k)))
+            bm = (dwc, hc) if solver.levy_area else (dwc,)
+            shared = jax.jit(jax.vmap(lambda *b, s=solver: sde.sdeint(s, f, g, x0, ts, b if len(b) > 1 else b[0]),
+                                      in_axes=1))
+            curves.setdefault(f"jaxdiff {name}", []).append((_time(lambda: own(keys), reps), _err(shared(*bm), ref)))
+        for name, solver in (("Euler", dfx.Euler()), (type(high[1]).__name__, high[1])):
+            levy = dfx.SpaceTimeLevyArea if isinstance(solver, dfx.SRA1) else dfx.BrownianIncrement
+            own = jax.jit(jax.vmap(lambda k, s=solver, lv=levy: dfx_solve(
+                s, dfx.UnsafeBrownianPath(shape=(d,), key=k, levy_area=lv), ts)))
+            shared = jax.jit(jax.vmap(lambda w, h, s=solver: dfx_solve(s, GridPath(w, h), ts), in_axes=1))
+            curves.setdefault(f"diffrax {name}", []).append((_time(lambda: own(keys), reps), _err(shared(dwc, hc), ref)))
+        h = 1.0 / n
+        inc, u = torch.from_numpy(np.array(dwc)), torch.from_numpy(np.array(h * (0.5 * dwc + hc)))
+
+        def grid_bm(ta, tb=None, return_U=False, return_A=False):
+            k = min(int(round(float(ta) / h)), n - 1)
+            return (inc[k], u[k]) if return_U else inc[k]
+
+        for method in ("euler", high[2]):
+            levy = "space-time" if method == "srk" else "none"
+            interval = lambda: torchsde.BrownianInterval(0.0, 1.0, size=(paths, d), levy_area_approximation=levy,  # noqa: E731
+                                                         dtype=torch.float32)
+            run = lambda bm: torchsde.sdeint(SDE(), y0, torch.tensor([0.0, 1.0]), bm=bm, method=method,  # noqa: E731
+                                             dt=h * (1 + 1e-5))[-1]
+            with torch.no_grad():
+                seconds = _time(lambda: run(interval()).numpy(), 1, warmup=False)
+                err = _err(run(TorchGrid(grid_bm, inc)).numpy(), ref)
+            curves.setdefault(f"torchsde {method}", []).append((seconds, err))
+    return curves
+
+
+def _plot(title, curves, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, pts in curves.items():
+        t, e = zip(*pts)
+        style = "-o" if label.startswith("jaxdiff") else ("--s" if label.startswith("diffrax") else ":^")
+        ax.loglog(t, e, style, label=label)
+    ax.set(title=title, xlabel="wall time after compilation (s)", ylabel="strong error")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _torchsde_rows(f, g, x0, n, dw, ref, paths, d, reps):
     import torch
     import torchsde
@@ -214,6 +354,14 @@ def main(_):
         rows += _diffrax_rows(f, g, x0, ts, dw, ref, key, paths, d, reps, FLAGS.diffrax_tree and d == 1)
         rows += _torchsde_rows(f, g, 1.0, n, dw, ref, paths, d, reps)
         table += [(f"{d}-D, {paths} x {n}", *r) for r in rows]
+        if FLAGS.work_precision:
+            steps = [int(k) for k in FLAGS.wp_steps]
+            curves = _work_precision(f, g, x0, dw, hh, ref, key, paths, d, reps, steps)
+            path = os.path.join(FLAGS.plot_dir, f"sdeint_work_precision_{d}d.png")
+            _plot(f"{d}-D, {paths} paths, {', '.join(FLAGS.wp_steps)} steps", curves, path)
+            print(f"\n{d}-D work-precision (steps {steps}): method: (seconds, strong error) per step count; saved {path}")
+            for label, pts in curves.items():
+                print(f"| {label} | " + " | ".join(f"{t:.3f} s, {e:.2e}" for t, e in pts) + " |")
     print("| problem | method | time (s) | strong error |")
     print("|---|---|---:|---:|")
     for prob, name, t, e in table:

@@ -55,9 +55,6 @@ SOLVERS = {  # name -> (sampler, options); all take NFE = N steps
     "dpmpp_2m": (samplers.dpmpp_2m, {}),
     "lms": (samplers.lms, {}),
 }
-# Options used while fitting only: at eta = 0 the noise scale sqrt(1 - e^{-2 h eta}) has an infinite
-# derivative, so dpmpp_3m is fitted at eta = 1e-12 (noise ~1e-6 σ, far below the error) and measured at eta = 0.
-FIT_OPTIONS = {"dpmpp_3m": {"eta": 1e-12}}
 
 
 def karras(n):
@@ -116,7 +113,7 @@ def main(argv):
         sampler, options = SOLVERS[name]
         sigmas, losses = optimise_sigmas(sampler, ideal_denoiser(data), x_train, ref_train, init,
                                          steps=FLAGS.steps, lr=FLAGS.lr, return_losses=True,
-                                         options={**options, **FIT_OPTIONS.get(name, {})})
+                                         options=options)
         grids = {"karras (default)": karras(nfe), f"log-uniform σmin={smin:g}": init, "optimised": sigmas}
         for gname, grid in grids.items():
             row = {"solver": name, "nfe": nfe, "grid": gname, "sigmas": np.asarray(grid).tolist(),

@@ -205,6 +205,12 @@ def dpmpp_sde(
     return _finish(x, traj, return_trajectory)
 
 
+def _noise_fraction(a):
+    """``sqrt(1 - e^{-a})`` for ``a >= 0``, with a zero (not NaN) gradient at ``a = 0`` (eta = 0)."""
+    pos = a > 0
+    return jnp.where(pos, jnp.sqrt(-jnp.expm1(-jnp.where(pos, a, 1))), 0)
+
+
 def dpmpp_2m_sde(
     denoiser,
     x,
@@ -242,7 +248,7 @@ def dpmpp_2m_sde(
             c = 0.5 * phi_1
         x_n = x_n + jnp.where(i > 0, c * h / h_last, 0) * (denoised - old_denoised)
         z = noise(key, i, sigma, sigma_next, x.shape, x.dtype)
-        x_n = x_n + z * sigma_next * jnp.sqrt(-jnp.expm1(-2 * eta_h)) * s_noise
+        x_n = x_n + z * sigma_next * _noise_fraction(2 * eta_h) * s_noise
         x = jnp.where(last, denoised, x_n)
         return (x, denoised, h), x
 
@@ -292,7 +298,7 @@ def dpmpp_3m_sde(
         third = phi_2 * d1 - phi_3 * d2
         x_n = x_n + jnp.where(i >= 2, third, jnp.where(i == 1, second, 0))
         z = noise(key, i, sigma, sigma_next, x.shape, x.dtype)
-        x_n = x_n + z * sigma_next * jnp.sqrt(-jnp.expm1(-2 * h * eta)) * s_noise
+        x_n = x_n + z * sigma_next * _noise_fraction(2 * h * eta) * s_noise
         x = jnp.where(last, denoised, x_n)
         return (x, denoised, den_1, h, h_1), x
 

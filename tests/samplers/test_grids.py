@@ -9,7 +9,7 @@ import pytest
 
 from jaxdiff import schedules
 from jaxdiff.denoisers import ideal_denoiser
-from jaxdiff.samplers import dpmpp_2m, heun
+from jaxdiff.samplers import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m_sde, heun
 from jaxdiff.samplers.grids import optimise_sigmas, sample_error
 
 SIGMA_MAX, N = 10.0, 5
@@ -115,3 +115,11 @@ def test_non_differentiable_sampler_raises(problem):
     den, (x, ref), _, init = problem
     with pytest.raises(ValueError, match="sampler"):
         optimise_sigmas(sampler, den, x, ref, init, steps=1)
+
+
+@pytest.mark.parametrize("sampler", [dpmpp_2m_sde, dpmpp_3m_sde])
+def test_eta_zero_sde_samplers_have_finite_grid_gradients(problem, sampler):
+    """At eta = 0 the noise weight sqrt(1 - e^{-2 h eta}) is 0 for every grid: its gradient is 0, not NaN."""
+    den, (x, ref), _, init = problem
+    grad = jax.grad(lambda s: sample_error(sampler(den, x, s, eta=0.0, key=jax.random.key(0)), ref))(init)
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)

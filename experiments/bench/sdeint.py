@@ -175,25 +175,8 @@ def _work_precision(f, g, x0, dw, hh, ref, key, paths, d, reps, steps):
     import lineax as lx
     import torch
     import torchsde
-    from torchsde._brownian.brownian_base import BaseBrownian
 
-    class TorchGrid(BaseBrownian):
-        """A torchsde Brownian motion answering from a lookup ``fn(ta, tb, return_U, return_A)``."""
-
-        def __init__(self, fn, inc):
-            self.fn, self.inc = fn, inc
-
-        def __call__(self, ta, tb=None, return_U=False, return_A=False):
-            return self.fn(ta, tb, return_U, return_A)
-
-        def __repr__(self):
-            return "TorchGrid"
-
-        dtype = property(lambda self: self.inc.dtype)
-        device = property(lambda self: self.inc.device)
-        shape = property(lambda self: self.inc.shape[1:])
-        levy_area_approximation = property(lambda self: "space-time")
-
+    model, grid_bm = _torch_problem(d)
     n_fine = dw.shape[0]
     keys = jax.random.split(key, paths)
     high = ("sra1", dfx.SRA1(), "srk") if d == 1 else ("milstein", dfx.ItoMilstein(), "milstein")
@@ -225,18 +208,6 @@ def _work_precision(f, g, x0, dw, hh, ref, key, paths, d, reps, steps):
                               saveat=dfx.SaveAt(t1=True), max_steps=ts.shape[0] - 1, adjoint=dfx.ForwardMode())
         return sol.ys[0]
 
-    torch.set_num_threads(2)
-    a = torch.from_numpy(np.array(jax.random.normal(jax.random.key(7), (d, d)) / 8))
-
-    class SDE(torch.nn.Module):
-        noise_type, sde_type = "diagonal", "ito"
-
-        def f(self, t, y):
-            return -THETA * y if d == 1 else -y + torch.tanh(y @ a)
-
-        def g(self, t, y):
-            return SIGMA * torch.ones_like(y) if d == 1 else 0.3 * (1 + 0.5 * torch.cos(y))
-
     y0 = torch.full((paths, d), float(np.asarray(x0).ravel()[0]))
     curves = {}
     for n in steps:
@@ -257,20 +228,15 @@ def _work_precision(f, g, x0, dw, hh, ref, key, paths, d, reps, steps):
             curves.setdefault(f"diffrax {name}", []).append((_time(lambda: own(keys), reps), _err(shared(dwc, hc), ref)))
         h = 1.0 / n
         inc, u = torch.from_numpy(np.array(dwc)), torch.from_numpy(np.array(h * (0.5 * dwc + hc)))
-
-        def grid_bm(ta, tb=None, return_U=False, return_A=False):
-            k = min(int(round(float(ta) / h)), n - 1)
-            return (inc[k], u[k]) if return_U else inc[k]
-
         for method in ("euler", high[2]):
             levy = "space-time" if method == "srk" else "none"
             interval = lambda: torchsde.BrownianInterval(0.0, 1.0, size=(paths, d), levy_area_approximation=levy,  # noqa: E731
                                                          dtype=torch.float32)
-            run = lambda bm: torchsde.sdeint(SDE(), y0, torch.tensor([0.0, 1.0]), bm=bm, method=method,  # noqa: E731
+            run = lambda bm: torchsde.sdeint(model, y0, torch.tensor([0.0, 1.0]), bm=bm, method=method,  # noqa: E731
                                              dt=h * (1 + 1e-5))[-1]
             with torch.no_grad():
                 seconds = _time(lambda: run(interval()).numpy(), 1, warmup=False)
-                err = _err(run(TorchGrid(grid_bm, inc)).numpy(), ref)
+                err = _err(run(grid_bm(inc, u)).numpy(), ref)
             curves.setdefault(f"torchsde {method}", []).append((seconds, err))
     return curves
 
@@ -294,14 +260,15 @@ def _plot(title, curves, path):
     plt.close(fig)
 
 
-def _torchsde_rows(f, g, x0, n, dw, ref, paths, d, reps):
+def _torch_problem(d):
+    """``(model, grid_bm)``: the torchsde version of ``_problems(d)`` and ``grid_bm(inc, u=None)``, a
+    torchsde Brownian motion answering each step of a grid on [0, 1] from shared increments ``inc``
+    (n, paths, d) (and ``U = ∫(W - W_s) du`` per step when a solver asks for it)."""
     import torch
-    import torchsde
     from torchsde._brownian.brownian_base import BaseBrownian
 
     torch.set_num_threads(2)
     a = torch.from_numpy(np.array(jax.random.normal(jax.random.key(7), (d, d)) / 8))
-    h = 1.0 / n
 
     class SDE(torch.nn.Module):
         noise_type, sde_type = "diagonal", "ito"
@@ -313,13 +280,12 @@ def _torchsde_rows(f, g, x0, n, dw, ref, paths, d, reps):
             return SIGMA * torch.ones_like(y) if d == 1 else 0.3 * (1 + 0.5 * torch.cos(y))
 
     class GridBM(BaseBrownian):
-        """Increments looked up by step index (torchsde calls bm(t, t + dt))."""
-
-        def __init__(self, inc):
-            self.inc = inc
+        def __init__(self, inc, u=None):
+            self.inc, self.u = inc, u
 
         def __call__(self, ta, tb=None, return_U=False, return_A=False):
-            return self.inc[min(int(round(float(ta) / h)), n - 1)]
+            k = min(int(round(float(ta) * self.inc.shape[0])), self.inc.shape[0] - 1)
+            return (self.inc[k], self.u[k]) if return_U else self.inc[k]
 
         def __repr__(self):
             return "GridBM"
@@ -327,14 +293,22 @@ def _torchsde_rows(f, g, x0, n, dw, ref, paths, d, reps):
         dtype = property(lambda self: self.inc.dtype)
         device = property(lambda self: self.inc.device)
         shape = property(lambda self: self.inc.shape[1:])
-        levy_area_approximation = property(lambda self: "none")
+        levy_area_approximation = property(lambda self: "none" if self.u is None else "space-time")
 
-    model, y0 = SDE(), torch.full((paths, d), float(x0))
+    return SDE(), GridBM
+
+
+def _torchsde_rows(x0, n, dw, ref, paths, d, reps):
+    import torch
+    import torchsde
+
+    model, grid_bm = _torch_problem(d)
+    y0 = torch.full((paths, d), float(x0))
     span = torch.tensor([0.0, 1.0])
     inc = torch.from_numpy(np.array(dw))
-    run = lambda bm: torchsde.sdeint(model, y0, span, bm=bm, method="euler", dt=h * (1 + 1e-5))[-1]  # noqa: E731
+    run = lambda bm: torchsde.sdeint(model, y0, span, bm=bm, method="euler", dt=(1 + 1e-5) / n)[-1]  # noqa: E731
     with torch.no_grad():
-        rows = [_row("torchsde euler, shared dW", lambda: run(GridBM(inc)).numpy(), reps, ref, repeats_warmup=False)]
+        rows = [_row("torchsde euler, shared dW", lambda: run(grid_bm(inc)).numpy(), reps, ref, repeats_warmup=False)]
         rows.append(_row("torchsde euler, BrownianInterval", lambda: run(None), 1, repeats_warmup=False))
     return rows
 
@@ -352,7 +326,7 @@ def main(_):
         ref, dw, hh = jax.jit(lambda k: _reference(k, f, g, x0, n, paths, d, d == 1))(key)
         rows = _jaxdiff_rows(f, g, x0, ts, dw, hh, ref, key, paths, d, reps)
         rows += _diffrax_rows(f, g, x0, ts, dw, ref, key, paths, d, reps, FLAGS.diffrax_tree and d == 1)
-        rows += _torchsde_rows(f, g, 1.0, n, dw, ref, paths, d, reps)
+        rows += _torchsde_rows(1.0, n, dw, ref, paths, d, reps)
         table += [(f"{d}-D, {paths} x {n}", *r) for r in rows]
         if FLAGS.work_precision:
             steps = [int(k) for k in FLAGS.wp_steps]

@@ -18,18 +18,9 @@ import time
 
 import numpy as np
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 
-
-def define_flags() -> None:
-    """Command-line flags; defined only when run as a script, so modules can import each other."""
-    config_flags.DEFINE_config_file("config", None, "Path to experiments/configs/digits_bridge.py.", lock_config=True)
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
-    flags.DEFINE_enum("mode", "train", ["train", "eval"], "What to do.")
-    flags.DEFINE_bool("progress", True, "Show a progress bar.")
-    flags.mark_flags_as_required(["config", "workdir"])
 
 DEGRADATIONS = ("pool2", "mask")
 SAMPLERS = ("ddbm_heun", "dbim", "dbim_o3_cosine")
@@ -190,5 +181,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    from experiments.build import define_cli_flags
+
+    define_cli_flags("Path to experiments/configs/digits_bridge.py.")
     app.run(main)

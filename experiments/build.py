@@ -212,6 +212,19 @@ def train_or_restore(config, state, loss_fn, optimizer, source: pipeline.Source,
                progress=progress, stop_on_nonfinite=tc.nonfinite == "stop")
 
 
+def define_cli_flags(config_help: str, modes: tuple[str, ...] = ("train", "eval")) -> None:
+    """The flags every experiment CLI takes (``--config``, ``--workdir``, ``--mode``, ``--progress``);
+    called only when run as a script, so the modules can import each other."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
+    flags.DEFINE_enum("mode", "train", list(modes), "What to do.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
 def start_cli(argv) -> None:
     """The prelude of every experiment CLI's ``main``: no stray arguments, quiet absl logging (orbax logs
     every save at INFO), and a persistent compilation cache (``$JAX_COMPILATION_CACHE_DIR`` or

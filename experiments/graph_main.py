@@ -21,21 +21,11 @@ import time
 
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 
 NUMERIC = ("logp", "qed", "tpsa", "mol_wt")
 CATEGORICAL = ("num_rings",)
-
-
-def define_flags() -> None:
-    """Command-line flags; defined only when run as a script, so modules can import each other."""
-    config_flags.DEFINE_config_file("config", None, "Path to experiments/configs/qm9_*.py.", lock_config=True)
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
-    flags.DEFINE_enum("mode", "train", ["train", "eval"], "What to do.")
-    flags.DEFINE_bool("progress", True, "Show a progress bar.")
-    flags.mark_flags_as_required(["config", "workdir"])
 
 
 def ring_class(num_rings: np.ndarray, num_classes: int) -> np.ndarray:
@@ -322,5 +312,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    from experiments.build import define_cli_flags
+
+    define_cli_flags("Path to experiments/configs/qm9_*.py.")
     app.run(main)

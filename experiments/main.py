@@ -16,18 +16,8 @@ import os
 import time
 
 from absl import app, flags
-from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    """Command-line flags; defined only when run as a script, so modules can import each other."""
-    config_flags.DEFINE_config_file("config", None, "Path to an experiments/configs/*.py file.", lock_config=True)
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
-    flags.DEFINE_enum("mode", "train", ["train", "sample", "eval"], "What to do.")
-    flags.DEFINE_bool("progress", True, "Show a progress bar.")
-    flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> dict:
@@ -90,5 +80,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    from experiments.build import define_cli_flags
+
+    define_cli_flags("Path to an experiments/configs/*.py file.", ("train", "sample", "eval"))
     app.run(main)

@@ -81,7 +81,7 @@ def main(argv=None):
     for name, w, nfes in rows:
         cells = [f"{v:.3f}" + ("" if a == nfe else f" ({a})") for v, a, nfe in zip(w, nfes, NFES)]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print(f"| MC floor (exact samples) | " + " | ".join(f"{floor:.3f}" for _ in NFES) + " |")
+    print("| MC floor (exact samples) | " + " | ".join(f"{floor:.3f}" for _ in NFES) + " |")
     print(f"\n(parenthesised: the actual NFE where the sampler cannot hit the budget; {time.time() - t0:.0f} s)")
 
 

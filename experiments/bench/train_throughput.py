@@ -33,7 +33,6 @@ def _best_time(fn, repeats: int) -> float:
 
 def matmul_flops_per_s(n: int = 2048, dtype="float32", repeats: int = 5) -> float:
     import jax
-    import jax.numpy as jnp
 
     a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     f = jax.jit(lambda a: a @ a)

@@ -8,7 +8,10 @@ and, when torch is importable, RAFT's ``CorrBlock`` transcribed below, on CPU in
 the same process. Memory: bytes of the all-pairs pyramid next to XLA's
 ``memory_analysis`` of each compiled function. ``--large`` adds on-the-fly runs
 at 1080p (1/8: 135x240) and 4K (1/8: 270x480). Prints a JSON record and a
-markdown table; times are the best of ``repeats`` calls after a warm-up.
+markdown table; times are the best of ``repeats`` calls after a warm-up. ``--levels``
+adds a per-level profile at Sintel size: the all-pairs window gather of each level alone,
+and the on-the-fly lookup over the first k levels (k = 1..4; the blocks of level l do not
+depend on k).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 20, "Timed calls per measurement; the best is reported.")
 flags.DEFINE_bool("large", True, "Also run on-the-fly lookups at 1080p and 4K feature sizes.")
+flags.DEFINE_bool("levels", False, "Also time each pyramid level alone at Sintel size.")
 
 SINTEL = (1, 46, 62, 256)
 LARGE = {"1080p": (1, 135, 240, 256), "4K": (1, 270, 480, 256)}
@@ -182,6 +186,26 @@ def bench_torch(repeats: int) -> dict | None:
         }
 
 
+def bench_levels(repeats: int) -> dict:
+    """Per level l: the all-pairs window gather alone, and the on-the-fly lookup over levels 0..l."""
+    import jax
+
+    from jaxdiff.flow import corr
+
+    f1, f2, coords = _inputs(SINTEL)
+    pyramid = jax.jit(lambda a, b: corr.correlation_pyramid(a, b, LEVELS))(f1, f2)
+    fpyr = jax.jit(lambda b: corr.feature_pyramid(b, LEVELS))(f2)
+    out = {"all_pairs_level_ms": [], "on_the_fly_levels_0_to_l_ms": []}
+    for level in range(LEVELS):
+        gather = jax.jit(lambda v, c, level=level: corr.lookup([v], c / 2**level, RADIUS))
+        out["all_pairs_level_ms"].append(
+            _best_ms(lambda: gather(pyramid[level], coords).block_until_ready(), repeats))
+        otf = jax.jit(lambda a, fp, c: corr.lookup_on_the_fly(a, fp, c, RADIUS))
+        head = tuple(fpyr[: level + 1])
+        out["on_the_fly_levels_0_to_l_ms"].append(_best_ms(lambda: otf(f1, head, coords).block_until_ready(), repeats))
+    return out
+
+
 def table(record: dict) -> str:
     j, t = record["jaxdiff"], record["torch"]
     rows = [
@@ -211,6 +235,11 @@ def table(record: dict) -> str:
         f"\non-the-fly: {j['on_the_fly_ms'] / j['lookup_ms']:.1f}x the all-pairs lookup time, "
         f"scratch {100 * otf_temp / j['pyramid_mib']:.1f}% of the pyramid"
     )
+    if "levels" in record:
+        lv = record["levels"]
+        rows.append("on-the-fly over levels 0..l (ms): " + ", ".join(f"{v:.2f}" for v in lv["on_the_fly_levels_0_to_l_ms"]))
+        rows.append("all-pairs window gather of level l alone (ms): " + ", ".join(
+            f"{v:.2f}" for v in lv["all_pairs_level_ms"]))
     return "\n".join(rows)
 
 
@@ -220,6 +249,8 @@ def main(_):
     record = {"device": str(jax.devices()[0]), "load_average": os.getloadavg()}
     record["jaxdiff"] = bench_jax(FLAGS.repeats)
     record["torch"] = bench_torch(FLAGS.repeats)
+    if FLAGS.levels:
+        record["levels"] = bench_levels(FLAGS.repeats)
     if FLAGS.large:
         record["large"] = bench_large(max(1, FLAGS.repeats // 10))
     print(json.dumps(record, indent=2))

@@ -3,7 +3,8 @@ r"""Correlation pyramid and lookup: jaxdiff (all-pairs and on-the-fly) next to R
     python -m experiments.bench.corr [--repeats=20] [--large=true]
 
 At Sintel 1/8 resolution (1x46x62x256, r=4, 4 levels) times the jaxdiff pyramid
-build, the all-pairs lookup and the on-the-fly lookup (smooth and random flow),
+build, and with each kernel (the C++ kernels and the XLA formulation) the all-pairs
+lookup and the on-the-fly lookup (smooth and random flow),
 and, when torch is importable, RAFT's ``CorrBlock`` transcribed below, on CPU in
 the same process. Memory: bytes of the all-pairs pyramid next to XLA's
 ``memory_analysis`` of each compiled function. ``--large`` adds on-the-fly runs
@@ -26,11 +27,16 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 20, "Timed calls per measurement; the best is reported.")
 flags.DEFINE_bool("large", True, "Also run on-the-fly lookups at 1080p and 4K feature sizes.")
 flags.DEFINE_bool("levels", False, "Also time each pyramid level alone at Sintel size.")
+flags.DEFINE_integer("channels", 256, "Feature channels D at Sintel size (fewer isolate the per-window overhead).")
 
-SINTEL = (1, 46, 62, 256)
 LARGE = {"1080p": (1, 135, 240, 256), "4K": (1, 270, 480, 256)}
 LEVELS, RADIUS = 4, 4
+KERNELS = ("native", "xla")
 MIB = 2**20
+
+
+def _sintel() -> tuple[int, int, int, int]:
+    return (1, 46, 62, FLAGS.channels)
 
 
 def _best_ms(fn, repeats: int) -> float:
@@ -70,32 +76,34 @@ def _memory(jitted, *args) -> dict:
 
 
 def bench_jax(repeats: int) -> dict:
+    """Pyramid build and feature pooling, then each kernel's all-pairs and on-the-fly lookups."""
     import jax
 
     from jaxdiff.flow import corr
 
-    f1, f2, coords = _inputs(SINTEL)
-    _, _, random_coords = _inputs(SINTEL, random_flow=True)
+    f1, f2, coords = _inputs(_sintel())
+    _, _, random_coords = _inputs(_sintel(), random_flow=True)
     build = jax.jit(lambda a, b: corr.correlation_pyramid(a, b, LEVELS))
-    look = jax.jit(lambda p, c: corr.lookup(p, c, RADIUS))
     features = jax.jit(lambda b: corr.feature_pyramid(b, LEVELS))
-    otf = jax.jit(lambda a, fp, c: corr.lookup_on_the_fly(a, fp, c, RADIUS))
     pyramid = build(f1, f2)
     fpyr = features(f2)
-    pyramid_bytes = sum(p.nbytes for p in pyramid)
-    return {
+    record = {
         "build_ms": _best_ms(lambda: jax.block_until_ready(build(f1, f2)), repeats),
-        "lookup_ms": _best_ms(lambda: look(pyramid, coords).block_until_ready(), repeats),
         "feature_pyramid_ms": _best_ms(lambda: jax.block_until_ready(features(f2)), repeats),
-        "on_the_fly_ms": _best_ms(lambda: otf(f1, fpyr, coords).block_until_ready(), repeats),
-        "on_the_fly_random_flow_ms": _best_ms(
-            lambda: otf(f1, fpyr, random_coords).block_until_ready(), repeats
-        ),
-        "pyramid_mib": pyramid_bytes / MIB,
+        "pyramid_mib": sum(p.nbytes for p in pyramid) / MIB,
         "build_memory": _memory(build, f1, f2),
-        "lookup_memory": _memory(look, pyramid, coords),
-        "on_the_fly_memory": _memory(otf, f1, fpyr, coords),
     }
+    for kernel in KERNELS:
+        look = jax.jit(lambda p, c, k=kernel: corr.lookup(p, c, RADIUS, kernel=k))
+        otf = jax.jit(lambda a, fp, c, k=kernel: corr.lookup_on_the_fly(a, fp, c, RADIUS, kernel=k))
+        record[kernel] = {
+            "lookup_ms": _best_ms(lambda: look(pyramid, coords).block_until_ready(), repeats),
+            "on_the_fly_ms": _best_ms(lambda: otf(f1, fpyr, coords).block_until_ready(), repeats),
+            "on_the_fly_random_flow_ms": _best_ms(lambda: otf(f1, fpyr, random_coords).block_until_ready(), repeats),
+            "lookup_memory": _memory(look, pyramid, coords),
+            "on_the_fly_memory": _memory(otf, f1, fpyr, coords),
+        }
+    return record
 
 
 def bench_large(repeats: int) -> dict:
@@ -103,17 +111,17 @@ def bench_large(repeats: int) -> dict:
 
     from jaxdiff.flow import corr
 
-    otf = jax.jit(lambda a, b, c: corr.lookup_on_the_fly(a, b, c, RADIUS, LEVELS))
     out = {}
     for name, shape in LARGE.items():
         f1, f2, coords = _inputs(shape)
         b, h, w, _ = shape
-        out[name] = {
-            "shape": list(shape),
-            "on_the_fly_ms": _best_ms(lambda: otf(f1, f2, coords).block_until_ready(), repeats),
-            "all_pairs_volume_mib": b * (h * w) ** 2 * 4 / MIB,
-            "on_the_fly_memory": _memory(otf, f1, f2, coords),
-        }
+        out[name] = {"shape": list(shape), "all_pairs_volume_mib": b * (h * w) ** 2 * 4 / MIB}
+        for kernel in KERNELS:
+            otf = jax.jit(lambda a, b, c, k=kernel: corr.lookup_on_the_fly(a, b, c, RADIUS, LEVELS, kernel=k))
+            out[name][kernel] = {
+                "on_the_fly_ms": _best_ms(lambda: otf(f1, f2, coords).block_until_ready(), repeats),
+                "on_the_fly_memory": _memory(otf, f1, f2, coords),
+            }
     return out
 
 
@@ -175,7 +183,7 @@ def bench_torch(repeats: int) -> dict | None:
             corr = corr.view(batch, ht, wd, 1, ht, wd)
             return corr / torch.sqrt(torch.tensor(dim).float())
 
-    f1, f2, coords = (torch.from_numpy(a.transpose(0, 3, 1, 2).copy()) for a in _inputs(SINTEL))
+    f1, f2, coords = (torch.from_numpy(a.transpose(0, 3, 1, 2).copy()) for a in _inputs(_sintel()))
     with torch.no_grad():
         block = CorrBlock(f1, f2, LEVELS, RADIUS)
         return {
@@ -187,37 +195,44 @@ def bench_torch(repeats: int) -> dict | None:
 
 
 def bench_levels(repeats: int) -> dict:
-    """Per level l: the all-pairs window gather alone, and the on-the-fly lookup over levels 0..l."""
+    """Per kernel and level l: the all-pairs window gather alone, and the on-the-fly lookup over levels 0..l."""
     import jax
 
     from jaxdiff.flow import corr
 
-    f1, f2, coords = _inputs(SINTEL)
+    f1, f2, coords = _inputs(_sintel())
     pyramid = jax.jit(lambda a, b: corr.correlation_pyramid(a, b, LEVELS))(f1, f2)
     fpyr = jax.jit(lambda b: corr.feature_pyramid(b, LEVELS))(f2)
-    out = {"all_pairs_level_ms": [], "on_the_fly_levels_0_to_l_ms": []}
-    for level in range(LEVELS):
-        gather = jax.jit(lambda v, c, level=level: corr.lookup([v], c / 2**level, RADIUS))
-        out["all_pairs_level_ms"].append(
-            _best_ms(lambda: gather(pyramid[level], coords).block_until_ready(), repeats))
-        otf = jax.jit(lambda a, fp, c: corr.lookup_on_the_fly(a, fp, c, RADIUS))
-        head = tuple(fpyr[: level + 1])
-        out["on_the_fly_levels_0_to_l_ms"].append(_best_ms(lambda: otf(f1, head, coords).block_until_ready(), repeats))
+    out = {}
+    for kernel in KERNELS:
+        gathers, heads = [], []
+        for level in range(LEVELS):
+            gather = jax.jit(lambda v, c, level=level, k=kernel: corr.lookup([v], c / 2**level, RADIUS, kernel=k))
+            gathers.append(_best_ms(lambda: gather(pyramid[level], coords).block_until_ready(), repeats))
+            otf = jax.jit(lambda a, fp, c, k=kernel: corr.lookup_on_the_fly(a, fp, c, RADIUS, kernel=k))
+            head = tuple(fpyr[: level + 1])
+            heads.append(_best_ms(lambda: otf(f1, head, coords).block_until_ready(), repeats))
+        out[kernel] = {"all_pairs_level_ms": gathers, "on_the_fly_levels_0_to_l_ms": heads}
     return out
 
 
 def table(record: dict) -> str:
     j, t = record["jaxdiff"], record["torch"]
     rows = [
-        "| Sintel 1/8 (1x46x62x256, r=4, 4 levels) | build ms | lookup ms | memory MiB |",
+        f"| Sintel 1/8 (1x46x62x{FLAGS.channels}, r=4, 4 levels) | build ms | lookup ms | memory MiB |",
         "|---|---|---|---|",
-        f"| jaxdiff all-pairs | {j['build_ms']:.2f} | {j['lookup_ms']:.2f} | pyramid {j['pyramid_mib']:.1f}, "
-        f"build temp {j['build_memory']['temp_mib']:.1f}, lookup temp {j['lookup_memory']['temp_mib']:.2f} |",
-        f"| jaxdiff on-the-fly, smooth flow | {j['feature_pyramid_ms']:.2f} (pool f2) "
-        f"| {j['on_the_fly_ms']:.2f} | "
-        f"temp {j['on_the_fly_memory']['temp_mib']:.2f} |",
-        f"| jaxdiff on-the-fly, random flow | | {j['on_the_fly_random_flow_ms']:.2f} | |",
+        f"| jaxdiff pyramid build | {j['build_ms']:.2f} | | pyramid {j['pyramid_mib']:.1f}, "
+        f"build temp {j['build_memory']['temp_mib']:.1f} |",
+        f"| jaxdiff feature pooling (on-the-fly) | {j['feature_pyramid_ms']:.2f} | | |",
     ]
+    for kernel in KERNELS:
+        k = j[kernel]
+        rows += [
+            f"| jaxdiff all-pairs, {kernel} | | {k['lookup_ms']:.2f} | lookup temp {k['lookup_memory']['temp_mib']:.2f} |",
+            f"| jaxdiff on-the-fly, {kernel}, smooth flow | | {k['on_the_fly_ms']:.2f} "
+            f"| temp {k['on_the_fly_memory']['temp_mib']:.2f} |",
+            f"| jaxdiff on-the-fly, {kernel}, random flow | | {k['on_the_fly_random_flow_ms']:.2f} | |",
+        ]
     if t:
         rows.append(
             f"| RAFT CorrBlock, PyTorch CPU ({t['threads']} threads) | {t['build_ms']:.2f} "
@@ -225,21 +240,30 @@ def table(record: dict) -> str:
         )
     for name, r in record.get("large", {}).items():
         shape = "x".join(map(str, r["shape"]))
-        rows.append(
-            f"| {name} ({shape}) on-the-fly | | {r['on_the_fly_ms']:.1f} "
-            f"| temp {r['on_the_fly_memory']['temp_mib']:.1f} "
-            f"(all-pairs volume would be {r['all_pairs_volume_mib']:.0f}) |"
+        for kernel in KERNELS:
+            rows.append(
+                f"| {name} ({shape}) on-the-fly, {kernel} | | {r[kernel]['on_the_fly_ms']:.1f} "
+                f"| temp {r[kernel]['on_the_fly_memory']['temp_mib']:.1f} "
+                f"(all-pairs volume would be {r['all_pairs_volume_mib']:.0f}) |"
+            )
+    rows.append("")
+    for kernel in KERNELS:
+        k = j[kernel]
+        otf_temp = k["on_the_fly_memory"]["temp_mib"]
+        line = (
+            f"{kernel}: on-the-fly {k['on_the_fly_ms'] / k['lookup_ms']:.1f}x its all-pairs lookup time, "
+            f"scratch {100 * otf_temp / j['pyramid_mib']:.1f}% of the pyramid; RAFT's 12 iterations per frame "
+            f"{j['build_ms'] + 12 * k['lookup_ms']:.1f} ms all-pairs (build + lookups), "
+            f"{j['feature_pyramid_ms'] + 12 * k['on_the_fly_ms']:.1f} ms on the fly (pooling + lookups)"
         )
-    otf_temp = j["on_the_fly_memory"]["temp_mib"]
-    rows.append(
-        f"\non-the-fly: {j['on_the_fly_ms'] / j['lookup_ms']:.1f}x the all-pairs lookup time, "
-        f"scratch {100 * otf_temp / j['pyramid_mib']:.1f}% of the pyramid"
-    )
-    if "levels" in record:
-        lv = record["levels"]
-        rows.append("on-the-fly over levels 0..l (ms): " + ", ".join(f"{v:.2f}" for v in lv["on_the_fly_levels_0_to_l_ms"]))
-        rows.append("all-pairs window gather of level l alone (ms): " + ", ".join(
-            f"{v:.2f}" for v in lv["all_pairs_level_ms"]))
+        if t:
+            line += f"; all-pairs lookup {k['lookup_ms'] / t['lookup_ms']:.2f}x PyTorch's"
+        rows.append(line)
+    for kernel, lv in record.get("levels", {}).items():
+        rows.append(f"{kernel}, on-the-fly over levels 0..l (ms): "
+                    + ", ".join(f"{v:.2f}" for v in lv["on_the_fly_levels_0_to_l_ms"]))
+        rows.append(f"{kernel}, all-pairs window gather of level l alone (ms): "
+                    + ", ".join(f"{v:.2f}" for v in lv["all_pairs_level_ms"]))
     return "\n".join(rows)
 
 

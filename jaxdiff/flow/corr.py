@@ -16,6 +16,13 @@ masked outside the image and interpolated by four shifted slices (all window
 taps share one fractional offset). The slow reference path clamps the patch into
 the map and interpolates with hat weights ``max(0, 1 - |p - c|)``, which is exact
 because every in-image tap of a window lies in its clamped patch.
+
+Kernels: on the CPU both lookups run by default as C++ kernels (``jaxdiff/csrc/corr_cpu.cc``,
+compiled on first use, see ``jaxdiff._native``) that read each window straight from the volume,
+or compute its (2r+2)² taps as dot products, on XLA's intra-op threads; on other platforms,
+with ``kernel="xla"``, or where no C++ compiler works, the XLA formulation below runs. Both
+give the same windows (tested against each other and against RAFT); gradients always come
+from the XLA formulation.
 """
 
 from __future__ import annotations
@@ -29,7 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxdiff import _native
+
 Array = jax.Array
+KERNELS = ("auto", "native", "xla")
+_FFI_TARGETS = (("jaxdiff_corr_lookup", "JaxdiffCorrLookup"), ("jaxdiff_corr_windows", "JaxdiffCorrWindows"))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -67,6 +78,43 @@ def _check_coords(coords, batch: int, height: int, width: int, radius: int) -> N
     c = _concrete(coords)
     if c is not None and np.isnan(c).any():
         raise ValueError("coords contain NaN")
+
+
+def _resolve_kernel(kernel: str) -> str:
+    """"native" or "xla" for a requested ``kernel``; "auto" is native where the C++ kernels load."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if kernel == "xla":
+        return kernel
+    loaded = _native.load("corr_cpu", _FFI_TARGETS)
+    if kernel == "native" and not loaded:
+        raise RuntimeError("kernel='native': the C++ correlation kernels did not build (see the warning above)")
+    return "native" if loaded else "xla"
+
+
+def _dispatch(kernel: str, native: Callable, xla: Callable, *args):
+    """``native(*args)`` on the CPU and ``xla(*args)`` elsewhere for "native"; ``xla`` for "xla"."""
+    if kernel == "xla":
+        return xla(*args)
+    return lax.platform_dependent(*args, cpu=native, default=xla)
+
+
+def _native_vjp(native: Callable, xla: Callable, diff_args: int) -> Callable:
+    """``native`` with the gradient of ``xla`` in its first ``diff_args`` arguments (the rest get none)."""
+
+    @jax.custom_vjp
+    def f(*args):
+        return native(*args)
+
+    def fwd(*args):
+        return native(*args), args
+
+    def bwd(args, g):
+        _, vjp = jax.vjp(lambda *a: xla(*a, *args[diff_args:]), *args[:diff_args])
+        return vjp(g) + tuple(jnp.zeros_like(a) for a in args[diff_args:])
+
+    f.defvjp(fwd, bwd)
+    return f
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -223,28 +271,42 @@ def correlation_pyramid(f1: Array, f2: Array, num_levels: int = 4) -> list[Array
     return _pyramid(f1, f2, num_levels)
 
 
-def lookup(pyramid: Sequence[Array], coords: Array, radius: int = 4) -> Array:
+def lookup(pyramid: Sequence[Array], coords: Array, radius: int = 4, *, kernel: str = "auto") -> Array:
     """RAFT lookup: pyramid levels (B, H, W, h_l, w_l), coords (B, H, W, 2) -> (B, H, W, L (2r+1)²).
 
     Level l samples a (2r+1)² window at ``coords / 2**l``; ``coords`` get no gradient.
+    ``kernel``: "auto" (C++ on the CPU where it builds, else XLA), "native" or "xla".
     """
     if len(pyramid) < 1:
         raise ValueError("pyramid must hold at least one level")
     b, h, w = pyramid[0].shape[:3]
     _check_coords(coords, b, h, w, radius)
-    return _lookup(tuple(pyramid), coords, radius)
+    return _lookup(tuple(pyramid), coords, radius, _resolve_kernel(kernel))
 
 
-@functools.partial(jax.jit, static_argnames=("radius",))
-def _lookup(pyramid: tuple[Array, ...], coords: Array, radius: int) -> Array:
+def _lookup_xla(pyramid: tuple[Array, ...], xy: Array, radius: int) -> Array:
+    """Windows (Q, L (2r+1)²) of level-0 coords ``xy`` (Q, 2) in levels (Q, h_l, w_l)."""
+    origin = jnp.zeros(xy.shape, jnp.int32)
+    out = [_windows(v, origin, xy / 2**i, radius, v.shape[1], v.shape[2]) for i, v in enumerate(pyramid)]
+    return jnp.concatenate(out, -1)
+
+
+def _lookup_ffi(pyramid: tuple[Array, ...], xy: Array, radius: int) -> Array:
+    shape = jax.ShapeDtypeStruct((xy.shape[0], len(pyramid) * (2 * radius + 1) ** 2), xy.dtype)
+    call = jax.ffi.ffi_call("jaxdiff_corr_lookup", shape, vmap_method="sequential")
+    return call(xy, *pyramid, radius=np.int64(radius))
+
+
+
+@functools.partial(jax.jit, static_argnames=("radius", "kernel"))
+def _lookup(pyramid: tuple[Array, ...], coords: Array, radius: int, kernel: str) -> Array:
     b, h, w = pyramid[0].shape[:3]
     xy = lax.stop_gradient(coords).reshape(-1, 2).astype(pyramid[0].dtype)
-    origin = jnp.zeros(xy.shape, jnp.int32)
-    out = [
-        _windows(v.reshape((-1,) + v.shape[3:]), origin, xy / 2**i, radius, v.shape[3], v.shape[4])
-        for i, v in enumerate(pyramid)
-    ]
-    return jnp.concatenate(out, -1).reshape(b, h, w, -1)
+    maps = tuple(v.reshape((-1,) + v.shape[3:]) for v in pyramid)
+    xla = functools.partial(_lookup_xla, radius=radius)
+    native = _native_vjp(functools.partial(_lookup_ffi, radius=radius), xla, diff_args=1)
+    out = _dispatch(kernel, native, xla, maps, xy)
+    return out.reshape(b, h, w, -1)
 
 
 # ----------------------------------------------------------------------------- on the fly
@@ -313,8 +375,26 @@ def _tiles_level(f: Array, xy: Array, image: Array, f2l: Array, r: int, extent: 
     return lax.cond(missed.any(), patch_up, lambda o: o, out).reshape(g, t, -1)
 
 
-@functools.partial(jax.jit, static_argnames=("r", "tile", "chunk", "slack", "spill"))
+def _on_the_fly_ffi(f1: Array, pyramid: tuple[Array, ...], xy: Array, r: int) -> Array:
+    """Windows (B, H, W, L (2r+1)²) from the C++ kernel: each query's taps as dot products."""
+    b, h, w, d = f1.shape
+    shape = jax.ShapeDtypeStruct((b, h * w, len(pyramid) * (2 * r + 1) ** 2), f1.dtype)
+    call = jax.ffi.ffi_call("jaxdiff_corr_windows", shape, vmap_method="sequential")
+    out = call(f1.reshape(b, h * w, d), xy.reshape(b, h * w, 2), *pyramid, radius=np.int64(r), scale=1 / math.sqrt(d))
+    return out.reshape(b, h, w, -1)
+
+
+@functools.partial(jax.jit, static_argnames=("r", "tile", "chunk", "slack", "spill", "kernel"))
 def _on_the_fly(
+    f1: Array, pyramid: tuple[Array, ...], xy: Array, r: int, tile: int, chunk: int, slack: int, spill: int, kernel: str
+) -> Array:
+    """Windows (B, H, W, L (2r+1)²) by ``kernel``: the C++ kernel on the CPU, else ``_on_the_fly_xla``."""
+    xla = functools.partial(_on_the_fly_xla, r=r, tile=tile, chunk=chunk, slack=slack, spill=spill)
+    native = _native_vjp(functools.partial(_on_the_fly_ffi, r=r), xla, diff_args=2)
+    return _dispatch(kernel, native, xla, f1, pyramid, xy)
+
+
+def _on_the_fly_xla(
     f1: Array, pyramid: tuple[Array, ...], xy: Array, r: int, tile: int, chunk: int, slack: int, spill: int
 ) -> Array:
     """Windows (B, H, W, L (2r+1)²), ``chunk // tile²`` tiles at a time, each written into the output.
@@ -371,6 +451,7 @@ def lookup_on_the_fly(
     chunk: int = 128,
     slack: int = 3,
     spill: int = 8,
+    kernel: str = "auto",
 ) -> Array:
     """``lookup`` without the (HW)² volume: f1 (B, H, W, D), f2 (B, H, W, D) or its ``feature_pyramid``.
 
@@ -382,7 +463,9 @@ def lookup_on_the_fly(
     block (motion boundaries) are redone from gathered taps, ``spill`` at a time.
     Forward working memory is O(chunk / tile² (2r+2+tile+slack)² D) next to O(B H W D)
     for the inputs and output; the backward pass also holds a cotangent of f1 and of
-    each pyramid level per tile of a step.
+    each pyramid level per tile of a step. ``tile``, ``chunk``, ``slack`` and ``spill``
+    shape the XLA formulation; ``kernel`` is as in ``lookup`` (the C++ kernel needs
+    O((2r+3)²) scratch per thread and computes each window's taps exactly).
     """
     pyramid = list(f2) if isinstance(f2, (list, tuple)) else None
     if pyramid is None:
@@ -398,7 +481,7 @@ def lookup_on_the_fly(
         got = f"tile={tile}, chunk={chunk}, spill={spill}, slack={slack}"
         raise ValueError(f"tile, chunk and spill must be >= 1 and slack >= 0, got {got}")
     xy = lax.stop_gradient(coords).astype(f1.dtype)
-    return _on_the_fly(f1, tuple(pyramid), xy, radius, tile, chunk, slack, spill)
+    return _on_the_fly(f1, tuple(pyramid), xy, radius, tile, chunk, slack, spill, _resolve_kernel(kernel))
 
 
 # ----------------------------------------------------------------------------- convenience
@@ -411,11 +494,13 @@ def correlation_lookup(
     radius: int = 4,
     mode: str = "auto",
     memory_budget: int = 1 << 30,
+    kernel: str = "auto",
 ) -> Callable[[Array], Array]:
     """RAFT's ``CorrBlock`` as a closure: returns ``coords (B, H, W, 2) -> (B, H, W, L (2r+1)²)``.
 
     ``mode``: "all_pairs" builds the pyramid once; "on_the_fly" never builds it;
     "auto" picks on-the-fly when the level-0 volume would exceed ``memory_budget`` bytes.
+    ``kernel`` is as in ``lookup``.
     """
     _check_features(f1, f2)
     _check_levels(num_levels, f1.shape[1], f1.shape[2])
@@ -429,6 +514,6 @@ def correlation_lookup(
         mode = "on_the_fly" if volume_bytes > memory_budget else "all_pairs"
     if mode == "all_pairs":
         pyramid = correlation_pyramid(f1, f2, num_levels)
-        return lambda coords: lookup(pyramid, coords, radius)
+        return lambda coords: lookup(pyramid, coords, radius, kernel=kernel)
     features = feature_pyramid(f2, num_levels)
-    return lambda coords: lookup_on_the_fly(f1, features, coords, radius)
+    return lambda coords: lookup_on_the_fly(f1, features, coords, radius, kernel=kernel)

@@ -131,49 +131,66 @@ def nchw(a):
     return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
-def jax_lookup(f1, f2, coords, num_levels, radius):
+def jax_lookup(f1, f2, coords, num_levels, radius, kernel="auto"):
     pyramid = corr.correlation_pyramid(jnp.asarray(f1), jnp.asarray(f2), num_levels)
-    return np.asarray(corr.lookup(pyramid, coords, radius))
+    return np.asarray(corr.lookup(pyramid, coords, radius, kernel=kernel))
+
+
+def skip_without_native():
+    """The C++ kernels are skipped only where no C++ compiler works (``jaxdiff._native`` warns why)."""
+    if corr._resolve_kernel("auto") != "native":
+        pytest.skip("the C++ correlation kernels did not build here")
+
+
+@pytest.fixture(params=["xla", "native"])
+def kernel(request):
+    """Each lookup formulation: XLA, and the C++ kernels (CPU)."""
+    if request.param == "native":
+        skip_without_native()
+    return request.param
 
 
 # ----------------------------------------------------------------------------- parity
 
 
 @pytest.mark.parametrize("h,w,num_levels,radius", [(11, 13, 3, 4), (8, 10, 2, 2), (9, 7, 1, 0)])
-def test_lookup_matches_numpy_raft_float64(x64, h, w, num_levels, radius):
+def test_lookup_matches_numpy_raft_float64(x64, kernel, h, w, num_levels, radius):
     f1, f2, coords = make_inputs(0, h=h, w=w)
     ref = NumpyCorrBlock(nchw(f1), nchw(f2), num_levels, radius)(nchw(coords)).transpose(0, 2, 3, 1)
-    out = jax_lookup(f1, f2, coords, num_levels, radius)
+    out = jax_lookup(f1, f2, coords, num_levels, radius, kernel)
     assert out.shape == (2, h, w, num_levels * (2 * radius + 1) ** 2)
     assert np.abs(ref).max() > 0.5  # windows are not all padding
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
 
 
-def test_lookup_far_outside_is_zero_and_matches_numpy(x64):
+def test_lookup_far_outside_is_zero_and_matches_numpy(x64, kernel):
     f1, f2, coords = make_inputs(1, h=11, w=13)
     coords[0, :3] += 40.0  # far right/below: every tap outside
     coords[1, :, :4] -= np.array([13.0, 9.0])  # windows straddling the top-left corner
     ref = NumpyCorrBlock(nchw(f1), nchw(f2), 3, 3)(nchw(coords)).transpose(0, 2, 3, 1)
-    out = jax_lookup(f1, f2, coords, 3, 3)
+    out = jax_lookup(f1, f2, coords, 3, 3, kernel)
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
     assert np.all(out[0, :3] == 0)
+    otf = corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, 3, 3, kernel=kernel)
+    np.testing.assert_allclose(np.asarray(otf), ref, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("on_the_fly", [False, True])
-def test_tiny_coarse_level_with_large_flow_matches_numpy(x64, on_the_fly):
+def test_tiny_coarse_level_with_large_flow_matches_numpy(x64, kernel, on_the_fly):
     """Level 2 of 11x13 is 2x3, fewer entries than a (2r+2)-long row segment: far taps stay masked."""
     for seed in range(4):
         f1, f2, coords = make_inputs(seed, h=11, w=13, flow_scale=30.0)
         ref = NumpyCorrBlock(nchw(f1), nchw(f2), 3, 4)(nchw(coords)).transpose(0, 2, 3, 1)
         if on_the_fly:
-            out = np.asarray(corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, 4, 3, tile=3, chunk=9))
+            f1, f2 = jnp.asarray(f1), jnp.asarray(f2)
+            out = np.asarray(corr.lookup_on_the_fly(f1, f2, coords, 4, 3, tile=3, chunk=9, kernel=kernel))
         else:
-            out = jax_lookup(f1, f2, coords, 3, 4)
+            out = jax_lookup(f1, f2, coords, 3, 4, kernel)
         np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("on_the_fly", [False, True])
-def test_infinite_coords_are_outside(on_the_fly):
+def test_infinite_coords_are_outside(kernel, on_the_fly):
     """±inf lies outside like a far coordinate: zero windows, no NaN, other queries unchanged."""
     f1, f2, coords = make_inputs(4, b=1, h=8, w=9, dtype=np.float32)
     bad = coords.copy()
@@ -182,8 +199,8 @@ def test_infinite_coords_are_outside(on_the_fly):
 
     def run(c):
         if on_the_fly:
-            return np.asarray(corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), c, 2, 2, tile=2))
-        return jax_lookup(f1, f2, c, 2, 2)
+            return np.asarray(corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), c, 2, 2, tile=2, kernel=kernel))
+        return jax_lookup(f1, f2, c, 2, 2, kernel)
 
     out = run(bad)
     assert np.all(out[0, 2, 3] == 0) and np.all(out[0, 5, 1] == 0) and np.all(out[0, 7, 8] == 0)
@@ -197,27 +214,72 @@ def test_on_the_fly_matches_numpy_raft_float64(x64, flow_scale, tile, chunk):
     """Tiles that do not divide the image (shifted last row and column), one tile a step, and one larger than it."""
     f1, f2, coords = make_inputs(2, h=11, w=13, flow_scale=flow_scale)
     ref = NumpyCorrBlock(nchw(f1), nchw(f2), 3, 4)(nchw(coords)).transpose(0, 2, 3, 1)
-    out = corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, 4, 3, tile=tile, chunk=chunk)
+    out = corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, 4, 3, tile=tile, chunk=chunk, kernel="xla")
     np.testing.assert_allclose(np.asarray(out), ref, rtol=0, atol=1e-6)
 
 
-def test_on_the_fly_equals_all_pairs_float32():
+@pytest.mark.parametrize("b,h,w,levels,radius,flow_scale", [(3, 7, 9, 2, 1, 0.2), (1, 13, 10, 3, 5, 0.6), (2, 17, 18, 4, 3, 9.0)])
+def test_native_kernels_match_numpy_raft_float64(x64, b, h, w, levels, radius, flow_scale):
+    """Odd query counts (a neighbour pair spanning two images), smooth flow (neighbours share taps), wild flow."""
+    skip_without_native()
+    f1, f2, coords = make_inputs(10, b=b, h=h, w=w, d=19, flow_scale=flow_scale)
+    ref = NumpyCorrBlock(nchw(f1), nchw(f2), levels, radius)(nchw(coords)).transpose(0, 2, 3, 1)
+    out = corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, radius, levels, kernel="native")
+    np.testing.assert_allclose(np.asarray(out), ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(jax_lookup(f1, f2, coords, levels, radius, "native"), ref, rtol=0, atol=1e-12)
+
+
+def test_native_gradients_and_vmap_equal_xla():
+    skip_without_native()
+    f1, f2, coords = make_inputs(11, b=1, h=8, w=9, d=5, flow_scale=2.0, dtype=np.float32)
+    f1, f2, coords = jnp.asarray(f1), jnp.asarray(f2), jnp.asarray(coords)
+
+    def loss(a, b, kernel):
+        out = corr.lookup_on_the_fly(a, b, coords, 2, 2, kernel=kernel)
+        return jnp.sum(jnp.sin(out) * out) + jnp.sum(corr.lookup(corr.correlation_pyramid(a, b, 2), coords, 2, kernel=kernel) ** 2)
+
+    grads = {k: jax.grad(loss, argnums=(0, 1))(f1, f2, k) for k in ("xla", "native")}
+    for g_native, g_xla in zip(grads["native"], grads["xla"]):
+        np.testing.assert_allclose(np.asarray(g_native), np.asarray(g_xla), rtol=1e-5, atol=1e-5)
+    shifts = jnp.arange(3.0)[:, None, None, None, None]
+    batched = {
+        k: jax.vmap(lambda s, k=k: corr.lookup_on_the_fly(f1, f2, coords + s, 2, 2, kernel=k))(shifts)
+        for k in ("xla", "native")
+    }
+    np.testing.assert_allclose(np.asarray(batched["native"]), np.asarray(batched["xla"]), rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_choice(monkeypatch):
+    f1, f2, coords = make_inputs(12, b=1, h=6, w=6, d=4, dtype=np.float32)
+    pyramid = corr.correlation_pyramid(f1, f2, 2)
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        corr.lookup(pyramid, coords, 2, kernel="cuda")
+    monkeypatch.setattr(corr._native, "load", lambda *args: False)  # as where no C++ compiler works
+    with pytest.raises(RuntimeError, match="kernel='native'"):
+        corr.lookup_on_the_fly(f1, f2, coords, 2, 2, kernel="native")
+    assert corr._resolve_kernel("auto") == "xla"
+    np.testing.assert_allclose(jax_lookup(f1, f2, coords, 2, 2), jax_lookup(f1, f2, coords, 2, 2, "xla"))
+
+
+def test_on_the_fly_equals_all_pairs_float32(kernel):
     """Smooth flow (block path), a discontinuity (per-query fallback), a step spanning both images of B=2."""
     f1, f2, coords = make_inputs(3, h=20, w=22, d=16, flow_scale=0.3, dtype=np.float32)
     coords[:, 9:, 10:] += np.array([9.0, -7.0], np.float32)
     f1, f2 = jnp.asarray(f1), jnp.asarray(f2)
-    all_pairs = corr.correlation_lookup(f1, f2, 3, 3, mode="auto")(coords)
-    on_the_fly = corr.correlation_lookup(f1, f2, 3, 3, mode="auto", memory_budget=10**5)(coords)
+    all_pairs = corr.correlation_lookup(f1, f2, 3, 3, mode="auto", kernel=kernel)(coords)
+    on_the_fly = corr.correlation_lookup(f1, f2, 3, 3, mode="auto", memory_budget=10**5, kernel=kernel)(coords)
     np.testing.assert_allclose(np.asarray(on_the_fly), np.asarray(all_pairs), rtol=1e-5, atol=1e-5)
 
 
-def test_lookup_matches_torch_grid_sample_float32():
+def test_lookup_matches_torch_grid_sample_float32(kernel):
     torch = pytest.importorskip("torch")
     f1, f2, coords = make_inputs(4, h=11, w=13, d=16, flow_scale=3.0, dtype=np.float32)
     t = [torch.from_numpy(nchw(a)) for a in (f1, f2, coords)]
     ref = torch_corr_block(*t, num_levels=3, radius=4).numpy().transpose(0, 2, 3, 1)
-    out = jax_lookup(f1, f2, coords, 3, 4)
+    out = jax_lookup(f1, f2, coords, 3, 4, kernel)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    otf = corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, 4, 3, kernel=kernel)
+    np.testing.assert_allclose(np.asarray(otf), ref, rtol=1e-5, atol=1e-5)
 
 
 def test_bilinear_sample_matches_grid_sample(x64):
@@ -237,12 +299,12 @@ def identity_coords(b, h, w):
 
 
 @pytest.mark.parametrize("sx,sy", [(3, -2), (-1, 4)])
-def test_integer_shift_peaks_at_expected_channel(sx, sy):
+def test_integer_shift_peaks_at_expected_channel(kernel, sx, sy):
     """f2(y, x) = f1(y - sy, x - sx): level 0 peaks at x-offset sx, y-offset sy (x slow, as RAFT)."""
     r, (b, h, w, d) = 4, (1, 16, 20, 64)
     f1 = np.random.default_rng(6).standard_normal((b, h, w, d)).astype(np.float32)
     f2 = np.roll(f1, (sy, sx), axis=(1, 2))
-    out = np.asarray(jax_lookup(f1, f2, identity_coords(b, h, w), 1, r))
+    out = np.asarray(jax_lookup(f1, f2, identity_coords(b, h, w), 1, r, kernel))
     inner = out[:, 5:-5, 5:-5].reshape(-1, (2 * r + 1) ** 2)
     assert np.all(inner.argmax(-1) == (sx + r) * (2 * r + 1) + (sy + r))
 
@@ -262,15 +324,15 @@ def test_translation_equivariance_away_from_borders():
 
 
 @pytest.mark.parametrize("on_the_fly", [False, True])
-def test_gradients_match_finite_differences(x64, on_the_fly):
+def test_gradients_match_finite_differences(x64, kernel, on_the_fly):
     f1, f2, coords = make_inputs(8, b=1, h=8, w=9, d=3, flow_scale=2.0)
     coords[0, 5:, 6:] += 6.0  # a discontinuity: some tiles take the per-query path
 
     def loss(a, b, c):
         if on_the_fly:
-            out = corr.lookup_on_the_fly(a, b, c, 2, 2, tile=3)
+            out = corr.lookup_on_the_fly(a, b, c, 2, 2, tile=3, kernel=kernel)
         else:
-            out = corr.lookup(corr.correlation_pyramid(a, b, 2), c, 2)
+            out = corr.lookup(corr.correlation_pyramid(a, b, 2), c, 2, kernel=kernel)
         return jnp.sum(jnp.sin(out))
 
     a, b = jnp.asarray(f1), jnp.asarray(f2)

@@ -1,0 +1,400 @@
+// RAFT correlation windows on the CPU as XLA FFI handlers (float32 and float64).
+//
+// Both handlers compute, for every query q, pyramid level l and window offsets dx, dy in [-r, r],
+//
+//   out[q, l (2r+1)^2 + (dx + r) (2r+1) + (dy + r)] = bilinear sample of map_l at (x + dx, y + dy),
+//
+// with (x, y) = xy[q] / 2^l, integer pixel centres and zeros outside the map (RAFT's
+// grid_sample(align_corners=True) semantics). All taps of a window share one fractional
+// offset, so a window is read as one (2r+2)^2 patch of integer taps and blended by four
+// shifted slices, in the same order of operations as jaxdiff.flow.corr._windows.
+//
+//   jaxdiff_corr_lookup(xy (Q, 2), volume_0, ..., volume_{L-1}; radius) -> (Q, L (2r+1)^2):
+//       map_l of query q is volume_l[q], volume_l of shape (Q, h_l, w_l).
+//   jaxdiff_corr_windows(f1 (B, N, D), xy (B, N, 2), f2_0, ..., f2_{L-1}; radius, scale) -> (B, N, L (2r+1)^2):
+//       map_l is computed on the fly, tap (i, j) = scale <f1[b, n], f2_l[b, i, j]>, f2_l of shape (B, h_l, w_l, D).
+//
+// Non-finite coordinates give an all-zero window. Queries are split into blocks that the
+// caller and XLA's intra-op thread pool take from a shared counter.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kBlock = 32;  // queries per work item
+
+// Runs body(begin, end) over [0, n) in blocks on the caller and the pool. Returns once every
+// block is done; pool tasks that start later find no work and only touch the shared state.
+template <typename Body>
+void parallel_for(ffi::ThreadPool& pool, int64_t n, Body body) {
+  struct State {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+    std::mutex mu;
+    std::condition_variable cv;
+  };
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  auto state = std::make_shared<State>();
+  auto work = [state, blocks, n, &body]() {
+    int64_t i;
+    while ((i = state->next.fetch_add(1)) < blocks) {
+      body(i * kBlock, std::min(n, (i + 1) * kBlock));
+      if (state->done.fetch_add(1) + 1 == blocks) {
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->cv.notify_all();
+      }
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(pool.num_threads(), blocks - 1);
+  for (int64_t t = 0; t < helpers; ++t) {
+    // The pool may run a task after this call returned: it must not touch `body` then, and it
+    // cannot, because `next` is exhausted by the time `done` reaches `blocks`.
+    pool.Schedule([work]() { work(); });
+  }
+  work();
+  std::unique_lock<std::mutex> lock(state->mu);
+  state->cv.wait(lock, [&] { return state->done.load() == blocks; });
+}
+
+// Window geometry of one query at one level: first tap row/column (may lie outside the map)
+// and the fractional offsets shared by all taps.
+template <typename T>
+struct Window {
+  bool empty;
+  int64_t row0, col0;
+  T fx, fy;
+};
+
+template <typename T>
+Window<T> window_at(T x, T y, int64_t r, int64_t h, int64_t w) {
+  Window<T> win{true, 0, 0, T(0), T(0)};
+  if (!std::isfinite(x) || !std::isfinite(y)) return win;
+  const T x0 = std::floor(x), y0 = std::floor(y);
+  const int64_t k = 2 * r + 2;
+  // Far outside: every tap misses the map (also keeps the int conversion in range).
+  if (x0 - r >= T(w) || x0 - r + k <= T(0) || y0 - r >= T(h) || y0 - r + k <= T(0)) return win;
+  win.empty = false;
+  win.col0 = static_cast<int64_t>(x0) - r;
+  win.row0 = static_cast<int64_t>(y0) - r;
+  win.fx = x - x0;
+  win.fy = y - y0;
+  return win;
+}
+
+// Blends k x k taps (row i at taps + i stride) into (2r+1)^2 outputs, x-offset slow.
+template <typename T>
+void blend(const T* taps, int64_t stride, int64_t r, T fx, T fy, T* out) {
+  const int64_t k = 2 * r + 2, n = 2 * r + 1;
+  T rows_x[64 * 63];
+  for (int64_t i = 0; i < k; ++i) {
+    const T* row = taps + i * stride;
+    for (int64_t j = 0; j < n; ++j) rows_x[i * n + j] = (1 - fx) * row[j] + fx * row[j + 1];
+  }
+  for (int64_t dx = 0; dx < n; ++dx)
+    for (int64_t dy = 0; dy < n; ++dy)
+      out[dx * n + dy] = (1 - fy) * rows_x[dy * n + dx] + fy * rows_x[(dy + 1) * n + dx];
+}
+
+// A rectangle of taps, zero outside the map: entry (i, j) is map pixel (row0 + i, col0 + j).
+template <typename T>
+struct Box {
+  int64_t row0, col0, rows, cols;
+  T* data;  // rows x cols
+
+  // fill_row(row, col_begin, col_end, dst) writes each in-map row segment; the rest is untouched.
+  template <typename FillRow>
+  void fill(int64_t h, int64_t w, FillRow fill_row) {
+    const int64_t c0 = std::max<int64_t>(col0, 0), c1 = std::min<int64_t>(col0 + cols, w);
+    if (c0 >= c1) return;
+    for (int64_t i = std::max<int64_t>(0, -row0); i < rows && row0 + i < h; ++i)
+      fill_row(row0 + i, c0, c1, data + i * cols + (c0 - col0));
+  }
+
+  void blend_window(const Window<T>& win, int64_t r, T* out) const {
+    blend(data + (win.row0 - row0) * cols + (win.col0 - col0), cols, r, win.fx, win.fy, out);
+  }
+};
+
+// ------------------------------------------------------------------ dot products
+
+// GCC/Clang vector extensions: one register (64 bytes with AVX-512, else 32), unaligned loads
+// through memcpy, horizontal sums as a tree of half-width adds.
+#if defined(__AVX512F__)
+constexpr int kVecBytes = 64;
+#else
+constexpr int kVecBytes = 32;
+#endif
+
+template <typename T, int Bytes>
+struct VecOf {
+  typedef T type __attribute__((vector_size(Bytes)));
+};
+
+template <typename T, int Bytes>
+T hsum(typename VecOf<T, Bytes>::type v) {
+  if constexpr (Bytes == sizeof(T)) {
+    return v[0];
+  } else {
+    typename VecOf<T, Bytes / 2>::type lo, hi;
+    std::memcpy(&lo, &v, Bytes / 2);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + Bytes / 2, Bytes / 2);
+    return hsum<T, Bytes / 2>(lo + hi);
+  }
+}
+
+template <typename T>
+struct Vec {
+  static constexpr int kLanes = kVecBytes / sizeof(T);
+  using type = typename VecOf<T, kVecBytes>::type;
+  static type load(const T* p) {
+    type v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+  }
+  static T sum(type v) { return hsum<T, kVecBytes>(v); }
+};
+
+// out[m][t] = <q[m], taps[t]> for M queries and NT contiguous taps of length d; out rows
+// are `ldo` apart.
+template <typename T, int M, int NT>
+void dots_fixed(const T* const* q, const T* taps, int64_t d, T* out, int64_t ldo) {
+  using V = Vec<T>;
+  typename V::type acc[M][NT] = {};
+  int64_t i = 0;
+  for (; i + V::kLanes <= d; i += V::kLanes) {
+    typename V::type qv[M];
+    for (int m = 0; m < M; ++m) qv[m] = V::load(q[m] + i);
+    for (int t = 0; t < NT; ++t) {
+      const typename V::type tv = V::load(taps + t * d + i);
+      for (int m = 0; m < M; ++m) acc[m][t] += qv[m] * tv;
+    }
+  }
+  for (int m = 0; m < M; ++m)
+    for (int t = 0; t < NT; ++t) {
+      T s = V::sum(acc[m][t]);
+      for (int64_t j = i; j < d; ++j) s += q[m][j] * taps[t * d + j];
+      out[m * ldo + t] = s;
+    }
+}
+
+template <typename T, int M>
+void dots(const T* const* q, const T* taps, int64_t count, int64_t d, T* out, int64_t ldo) {
+  constexpr int kTaps = M == 1 ? 8 : (kVecBytes == 64 ? 6 : 4);  // registers: M qv + M kTaps accumulators
+  for (; count >= kTaps; count -= kTaps, taps += kTaps * d, out += kTaps) dots_fixed<T, M, kTaps>(q, taps, d, out, ldo);
+  switch (count) {
+    case 7: return dots_fixed<T, M, 7>(q, taps, d, out, ldo);
+    case 6: return dots_fixed<T, M, 6>(q, taps, d, out, ldo);
+    case 5: return dots_fixed<T, M, 5>(q, taps, d, out, ldo);
+    case 4: return dots_fixed<T, M, 4>(q, taps, d, out, ldo);
+    case 3: return dots_fixed<T, M, 3>(q, taps, d, out, ldo);
+    case 2: return dots_fixed<T, M, 2>(q, taps, d, out, ldo);
+    case 1: return dots_fixed<T, M, 1>(q, taps, d, out, ldo);
+    default: return;
+  }
+}
+
+// ------------------------------------------------------------------ kernels
+
+template <typename T>
+struct Level {
+  const T* data;
+  int64_t h, w;
+};
+
+template <typename T>
+Window<T> level_window(const T* xy, int level, int64_t r, const Level<T>& lv) {
+  const T s = std::ldexp(T(1), -level);  // exact: coords / 2^l
+  return window_at(xy[0] * s, xy[1] * s, r, lv.h, lv.w);
+}
+
+// All pairs: the map of query q at level l is levels[l].data + q h_l w_l.
+template <typename T>
+void lookup_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& levels, const T* xy, int64_t queries, int64_t r,
+                 T* out) {
+  const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
+  parallel_for(pool, queries, [&](int64_t begin, int64_t end) {
+    std::vector<T> patch(k * k);
+    for (int64_t q = begin; q < end; ++q) {
+      for (size_t l = 0; l < levels.size(); ++l) {
+        const Level<T>& lv = levels[l];
+        T* dst = out + q * channels + l * n;
+        const Window<T> win = level_window(xy + 2 * q, l, r, lv);
+        if (win.empty) {
+          std::fill(dst, dst + n, T(0));
+          continue;
+        }
+        const T* map = lv.data + q * lv.h * lv.w;
+        if (win.row0 >= 0 && win.col0 >= 0 && win.row0 + k <= lv.h && win.col0 + k <= lv.w) {
+          blend(map + win.row0 * lv.w + win.col0, lv.w, r, win.fx, win.fy, dst);
+          continue;
+        }
+        Box<T> box{win.row0, win.col0, k, k, patch.data()};
+        std::fill(patch.begin(), patch.end(), T(0));
+        box.fill(lv.h, lv.w, [&](int64_t row, int64_t c0, int64_t c1, T* d) {
+          for (int64_t c = c0; c < c1; ++c) d[c - c0] = map[row * lv.w + c];
+        });
+        box.blend_window(win, r, dst);
+      }
+    }
+  });
+}
+
+// On the fly: tap (i, j) of query q = scale <f1[q], f2_l[b, i, j]>. Neighbouring queries of one
+// image whose windows are at most one tap apart share one box of taps (each tap loaded once
+// for both queries).
+template <typename T>
+void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>>& levels, const T* xy, int64_t batch,
+                  int64_t queries, int64_t d, int64_t r, T scale, T* out) {
+  const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
+  const int64_t total = batch * queries;
+  parallel_for(pool, (total + 1) / 2, [&](int64_t begin, int64_t end) {
+    std::vector<T> patch(2 * (k + 1) * (k + 1));
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t q0 = 2 * p;
+      const bool second = q0 + 1 < total;
+      const bool same_image = second && (q0 + 1) / queries == q0 / queries;
+      for (size_t l = 0; l < levels.size(); ++l) {
+        const Level<T>& lv = levels[l];
+        const Window<T> a = level_window(xy + 2 * q0, l, r, lv);
+        const Window<T> b = second ? level_window(xy + 2 * q0 + 2, l, r, lv) : Window<T>{true, 0, 0, T(0), T(0)};
+        auto run = [&](const Window<T>* wins, const int64_t* qs, int count) {  // queries of one image
+          const T* f2 = lv.data + (qs[0] / queries) * lv.h * lv.w * d;
+          int64_t row0 = wins[0].row0, col0 = wins[0].col0, row1 = row0 + k, col1 = col0 + k;
+          for (int m = 1; m < count; ++m) {
+            row0 = std::min(row0, wins[m].row0), col0 = std::min(col0, wins[m].col0);
+            row1 = std::max(row1, wins[m].row0 + k), col1 = std::max(col1, wins[m].col0 + k);
+          }
+          const int64_t size = (row1 - row0) * (col1 - col0);
+          Box<T> box{row0, col0, row1 - row0, col1 - col0, patch.data()};
+          std::fill(patch.data(), patch.data() + count * size, T(0));
+          const T* q[2] = {f1 + qs[0] * d, f1 + qs[count - 1] * d};
+          box.fill(lv.h, lv.w, [&](int64_t row, int64_t c0, int64_t c1, T* dst) {
+            const T* taps = f2 + (row * lv.w + c0) * d;
+            if (count == 2) {
+              dots<T, 2>(q, taps, c1 - c0, d, dst, size);  // rows of both patches
+            } else {
+              dots<T, 1>(q, taps, c1 - c0, d, dst, size);
+            }
+          });
+          for (int m = 0; m < count; ++m) {
+            Box<T> own{row0, col0, box.rows, box.cols, patch.data() + m * size};
+            T* dst = out + qs[m] * channels + l * n;
+            own.blend_window(wins[m], r, dst);
+            for (int64_t i = 0; i < n; ++i) dst[i] *= scale;
+          }
+        };
+        const int64_t qs[2] = {q0, q0 + 1};
+        const bool share = same_image && !a.empty && !b.empty && std::abs(a.row0 - b.row0) <= 1 && std::abs(a.col0 - b.col0) <= 1;
+        if (share) {
+          const Window<T> wins[2] = {a, b};
+          run(wins, qs, 2);
+          continue;
+        }
+        for (int m = 0; m < (second ? 2 : 1); ++m) {
+          const Window<T>& win = m ? b : a;
+          T* dst = out + qs[m] * channels + l * n;
+          if (win.empty) {
+            std::fill(dst, dst + n, T(0));
+          } else {
+            run(&win, qs + m, 1);
+          }
+        }
+      }
+    }
+  });
+}
+
+ffi::Error check_radius(int64_t r) {
+  if (r < 0 || 2 * r + 2 > 64) return ffi::Error::InvalidArgument("radius must be in [0, 31]");
+  return ffi::Error::Success();
+}
+
+// Levels from the remaining arguments: maps of shape (..., h, w[, d]); h, w at axes `axis`, `axis` + 1.
+template <typename T>
+ffi::ErrorOr<std::vector<Level<T>>> levels_of(const ffi::RemainingArgs& args, ffi::DataType type, size_t axis) {
+  std::vector<Level<T>> levels;
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto buf = args.get<ffi::AnyBuffer>(i);
+    if (buf.has_error()) return ffi::Unexpected(buf.error());
+    if (buf->element_type() != type) return ffi::Unexpected(ffi::Error::InvalidArgument("levels must share one dtype"));
+    auto dims = buf->dimensions();
+    if (dims.size() < axis + 2) return ffi::Unexpected(ffi::Error::InvalidArgument("level of too few dimensions"));
+    levels.push_back({buf->typed_data<T>(), dims[axis], dims[axis + 1]});
+  }
+  if (levels.empty() || levels.size() > 16) return ffi::Unexpected(ffi::Error::InvalidArgument("1 to 16 levels"));
+  return levels;
+}
+
+template <typename T>
+ffi::Error lookup_typed(ffi::ThreadPool& pool, ffi::AnyBuffer xy, const ffi::RemainingArgs& volumes,
+                        ffi::Result<ffi::AnyBuffer>& out, int64_t radius) {
+  auto levels = levels_of<T>(volumes, xy.element_type(), 1);
+  if (levels.has_error()) return levels.error();
+  lookup_impl<T>(pool, *levels, xy.typed_data<T>(), xy.dimensions()[0], radius, out->typed_data<T>());
+  return ffi::Error::Success();
+}
+
+ffi::Error Lookup(ffi::ThreadPool pool, ffi::AnyBuffer xy, ffi::RemainingArgs volumes, ffi::Result<ffi::AnyBuffer> out,
+                  int64_t radius) {
+  if (auto e = check_radius(radius); e.failure()) return e;
+  if (xy.dimensions().size() != 2) return ffi::Error::InvalidArgument("xy must be (queries, 2)");
+  switch (xy.element_type()) {
+    case ffi::DataType::F32: return lookup_typed<float>(pool, xy, volumes, out, radius);
+    case ffi::DataType::F64: return lookup_typed<double>(pool, xy, volumes, out, radius);
+    default: return ffi::Error::InvalidArgument("float32 or float64 only");
+  }
+}
+
+template <typename T>
+ffi::Error windows_typed(ffi::ThreadPool& pool, ffi::AnyBuffer f1, ffi::AnyBuffer xy, const ffi::RemainingArgs& f2,
+                         ffi::Result<ffi::AnyBuffer>& out, int64_t radius, double scale) {
+  auto levels = levels_of<T>(f2, f1.element_type(), 1);
+  if (levels.has_error()) return levels.error();
+  auto dims = f1.dimensions();  // (B, N, D)
+  windows_impl<T>(pool, f1.typed_data<T>(), *levels, xy.typed_data<T>(), dims[0], dims[1], dims[2], radius,
+                  static_cast<T>(scale), out->typed_data<T>());
+  return ffi::Error::Success();
+}
+
+ffi::Error Windows(ffi::ThreadPool pool, ffi::AnyBuffer f1, ffi::AnyBuffer xy, ffi::RemainingArgs f2,
+                   ffi::Result<ffi::AnyBuffer> out, int64_t radius, double scale) {
+  if (auto e = check_radius(radius); e.failure()) return e;
+  if (f1.dimensions().size() != 3) return ffi::Error::InvalidArgument("f1 must be (B, N, D)");
+  switch (f1.element_type()) {
+    case ffi::DataType::F32: return windows_typed<float>(pool, f1, xy, f2, out, radius, scale);
+    case ffi::DataType::F64: return windows_typed<double>(pool, f1, xy, f2, out, radius, scale);
+    default: return ffi::Error::InvalidArgument("float32 or float64 only");
+  }
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdiffCorrLookup, Lookup,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("radius"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdiffCorrWindows, Windows,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("radius")
+                                  .Attr<double>("scale"));

@@ -6,7 +6,7 @@ At Sintel 1/8 resolution (1x46x62x256, r=4, 4 levels) times the jaxdiff pyramid
 build, and with each kernel (the C++ kernels and the XLA formulation) the all-pairs
 lookup and the on-the-fly lookup (smooth and random flow),
 and, when torch is importable, RAFT's ``CorrBlock`` transcribed below, on CPU in
-the same process. Memory: bytes of the all-pairs pyramid next to XLA's
+the same process (inputs already on the device for both). Memory: bytes of the all-pairs pyramid next to XLA's
 ``memory_analysis`` of each compiled function. ``--large`` adds on-the-fly runs
 at 1080p (1/8: 135x240) and 4K (1/8: 270x480). Prints a JSON record and a
 markdown table; times are the best of ``repeats`` calls after a warm-up. ``--levels``
@@ -66,6 +66,22 @@ def _inputs(shape, seed: int = 0, random_flow: bool = False):
     return f1, f2, np.broadcast_to(grid + flow, (b, h, w, 2)).astype(np.float32)
 
 
+def _window_macs(coords, d: int) -> int:
+    """Multiply-adds an exact on-the-fly lookup cannot avoid: D per in-map tap of each query's
+    (2r+2)² patch at each level (coords (B, H, W, 2), level maps of floor sizes)."""
+    import numpy as np
+
+    _, h, w, _ = coords.shape
+    k = 2 * RADIUS + 2
+    taps = 0
+    for level in range(LEVELS):
+        start = np.floor(coords.reshape(-1, 2).astype(np.float64) / 2**level).astype(np.int64) - RADIUS
+        size = np.array([w >> level, h >> level])
+        inside = np.clip(np.minimum(start + k, size) - np.maximum(start, 0), 0, None)
+        taps += int((inside[:, 0] * inside[:, 1]).sum())
+    return taps * d
+
+
 def _memory(jitted, *args) -> dict:
     m = jitted.lower(*args).compile().memory_analysis()
     return {
@@ -78,16 +94,19 @@ def _memory(jitted, *args) -> dict:
 def bench_jax(repeats: int) -> dict:
     """Pyramid build and feature pooling, then each kernel's all-pairs and on-the-fly lookups."""
     import jax
+    import numpy as np
 
     from jaxdiff.flow import corr
 
-    f1, f2, coords = _inputs(_sintel())
-    _, _, random_coords = _inputs(_sintel(), random_flow=True)
+    f1, f2, coords, random_coords = map(jax.device_put, _inputs(_sintel()) + _inputs(_sintel(), random_flow=True)[2:])
     build = jax.jit(lambda a, b: corr.correlation_pyramid(a, b, LEVELS))
     features = jax.jit(lambda b: corr.feature_pyramid(b, LEVELS))
     pyramid = build(f1, f2)
     fpyr = features(f2)
+    b, h, w, d = f1.shape
     record = {
+        "window_gmac": _window_macs(np.asarray(coords), d) / 1e9,
+        "volume_gmac": b * (h * w) ** 2 * d / 1e9,
         "build_ms": _best_ms(lambda: jax.block_until_ready(build(f1, f2)), repeats),
         "feature_pyramid_ms": _best_ms(lambda: jax.block_until_ready(features(f2)), repeats),
         "pyramid_mib": sum(p.nbytes for p in pyramid) / MIB,
@@ -113,7 +132,7 @@ def bench_large(repeats: int) -> dict:
 
     out = {}
     for name, shape in LARGE.items():
-        f1, f2, coords = _inputs(shape)
+        f1, f2, coords = map(jax.device_put, _inputs(shape))
         b, h, w, _ = shape
         out[name] = {"shape": list(shape), "all_pairs_volume_mib": b * (h * w) ** 2 * 4 / MIB}
         for kernel in KERNELS:
@@ -200,7 +219,7 @@ def bench_levels(repeats: int) -> dict:
 
     from jaxdiff.flow import corr
 
-    f1, f2, coords = _inputs(_sintel())
+    f1, f2, coords = map(jax.device_put, _inputs(_sintel()))
     pyramid = jax.jit(lambda a, b: corr.correlation_pyramid(a, b, LEVELS))(f1, f2)
     fpyr = jax.jit(lambda b: corr.feature_pyramid(b, LEVELS))(f2)
     out = {}
@@ -259,6 +278,15 @@ def table(record: dict) -> str:
         if t:
             line += f"; all-pairs lookup {k['lookup_ms'] / t['lookup_ms']:.2f}x PyTorch's"
         rows.append(line)
+    volume_rate = j["volume_gmac"] / j["build_ms"]  # GMAC per ms of the level-0 volume matmul
+    native = j["native"]
+    rows.append(
+        f"on-the-fly work: {1e3 * j['window_gmac']:.0f} MMAC at least (in-map patch taps x D); the native kernel "
+        f"runs it at {j['window_gmac'] / native['on_the_fly_ms'] * 1e3:.0f} GMAC/s, the pyramid build at "
+        f"{1e3 * volume_rate:.0f} GMAC/s (level-0 volume MACs / build time, pooling included); at that rate the "
+        f"minimum takes {j['window_gmac'] / volume_rate:.2f} ms, "
+        f"{j['window_gmac'] / volume_rate / native['lookup_ms']:.1f}x the native all-pairs lookup"
+    )
     for kernel, lv in record.get("levels", {}).items():
         rows.append(f"{kernel}, on-the-fly over levels 0..l (ms): "
                     + ", ".join(f"{v:.2f}" for v in lv["on_the_fly_levels_0_to_l_ms"]))

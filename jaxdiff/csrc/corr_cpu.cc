@@ -11,8 +11,9 @@
 //
 //   jaxdiff_corr_lookup(xy (Q, 2), volume_0, ..., volume_{L-1}; radius) -> (Q, L (2r+1)^2):
 //       map_l of query q is volume_l[q], volume_l of shape (Q, h_l, w_l).
-//   jaxdiff_corr_windows(f1 (B, N, D), xy (B, N, 2), f2_0, ..., f2_{L-1}; radius, scale) -> (B, N, L (2r+1)^2):
-//       map_l is computed on the fly, tap (i, j) = scale <f1[b, n], f2_l[b, i, j]>, f2_l of shape (B, h_l, w_l, D).
+//   jaxdiff_corr_windows(f1 (B, H, W, D), xy (B, H, W, 2), f2_0, ..., f2_{L-1}; radius, scale)
+//       -> (B, H W, L (2r+1)^2): map_l is computed on the fly, tap (i, j) = scale <f1[b, y, x], f2_l[b, i, j]>,
+//       f2_l of shape (B, h_l, w_l, D).
 //
 // Non-finite coordinates give an all-zero window. Queries are split into blocks that the
 // caller and XLA's intra-op thread pool take from a shared counter.
@@ -191,7 +192,8 @@ void dots_fixed(const T* const* q, const T* taps, int64_t d, T* out, int64_t ldo
 
 template <typename T, int M>
 void dots(const T* const* q, const T* taps, int64_t count, int64_t d, T* out, int64_t ldo) {
-  constexpr int kTaps = M == 1 ? 8 : (kVecBytes == 64 ? 6 : 4);  // registers: M qv + M kTaps accumulators
+  // Registers: M query vectors and M x kTaps accumulators.
+  constexpr int kTaps = M == 1 ? 8 : M == 2 ? (kVecBytes == 64 ? 6 : 4) : (kVecBytes == 64 ? 6 : 2);
   for (; count >= kTaps; count -= kTaps, taps += kTaps * d, out += kTaps) dots_fixed<T, M, kTaps>(q, taps, d, out, ldo);
   switch (count) {
     case 7: return dots_fixed<T, M, 7>(q, taps, d, out, ldo);
@@ -251,64 +253,63 @@ void lookup_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& levels, con
   });
 }
 
-// On the fly: tap (i, j) of query q = scale <f1[q], f2_l[b, i, j]>. Neighbouring queries of one
-// image whose windows are at most one tap apart share one box of taps (each tap loaded once
-// for both queries).
+// On the fly: tap (i, j) of query q = scale <f1[q], f2_l[b, i, j]>. Queries go in 2 x 2 blocks;
+// a block whose windows lie within one (2r+3)^2 box of taps shares it (each tap is loaded once
+// for all four queries), else each row pair that fits shares a box, else each query has its own.
 template <typename T>
 void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>>& levels, const T* xy, int64_t batch,
-                  int64_t queries, int64_t d, int64_t r, T scale, T* out) {
+                  int64_t height, int64_t width, int64_t d, int64_t r, T scale, T* out) {
   const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
-  const int64_t total = batch * queries;
-  parallel_for(pool, (total + 1) / 2, [&](int64_t begin, int64_t end) {
-    std::vector<T> patch(2 * (k + 1) * (k + 1));
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t q0 = 2 * p;
-      const bool second = q0 + 1 < total;
-      const bool same_image = second && (q0 + 1) / queries == q0 / queries;
+  const int64_t bh = (height + 1) / 2, bw = (width + 1) / 2;
+  parallel_for(pool, batch * bh * bw, [&](int64_t begin, int64_t end) {
+    std::vector<T> patch(4 * (k + 1) * (k + 1));
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t b = blk / (bh * bw), y = blk / bw % bh * 2, x = blk % bw * 2;
+      int64_t qs[4];
+      int count = 0;
+      for (int64_t i = y; i < std::min(y + 2, height); ++i)
+        for (int64_t j = x; j < std::min(x + 2, width); ++j) qs[count++] = (b * height + i) * width + j;
       for (size_t l = 0; l < levels.size(); ++l) {
         const Level<T>& lv = levels[l];
-        const Window<T> a = level_window(xy + 2 * q0, l, r, lv);
-        const Window<T> b = second ? level_window(xy + 2 * q0 + 2, l, r, lv) : Window<T>{true, 0, 0, T(0), T(0)};
-        auto run = [&](const Window<T>* wins, const int64_t* qs, int count) {  // queries of one image
-          const T* f2 = lv.data + (qs[0] / queries) * lv.h * lv.w * d;
-          int64_t row0 = wins[0].row0, col0 = wins[0].col0, row1 = row0 + k, col1 = col0 + k;
-          for (int m = 1; m < count; ++m) {
+        const T* f2 = lv.data + b * lv.h * lv.w * d;
+        Window<T> wins[4];
+        for (int m = 0; m < count; ++m) wins[m] = level_window(xy + 2 * qs[m], l, r, lv);
+        // Queries first..first+num from one shared box if their windows fit in (k+1)^2 taps.
+        auto run = [&](int first, int num) -> bool {
+          int64_t row0 = wins[first].row0, col0 = wins[first].col0, row1 = row0 + k, col1 = col0 + k;
+          for (int m = first; m < first + num; ++m) {
+            if (wins[m].empty) return false;
             row0 = std::min(row0, wins[m].row0), col0 = std::min(col0, wins[m].col0);
             row1 = std::max(row1, wins[m].row0 + k), col1 = std::max(col1, wins[m].col0 + k);
           }
+          if (num > 1 && (row1 - row0 > k + 1 || col1 - col0 > k + 1)) return false;
           const int64_t size = (row1 - row0) * (col1 - col0);
+          std::fill(patch.data(), patch.data() + num * size, T(0));
+          const T* q[4];
+          for (int m = 0; m < num; ++m) q[m] = f1 + qs[first + m] * d;
           Box<T> box{row0, col0, row1 - row0, col1 - col0, patch.data()};
-          std::fill(patch.data(), patch.data() + count * size, T(0));
-          const T* q[2] = {f1 + qs[0] * d, f1 + qs[count - 1] * d};
           box.fill(lv.h, lv.w, [&](int64_t row, int64_t c0, int64_t c1, T* dst) {
             const T* taps = f2 + (row * lv.w + c0) * d;
-            if (count == 2) {
-              dots<T, 2>(q, taps, c1 - c0, d, dst, size);  // rows of both patches
-            } else {
-              dots<T, 1>(q, taps, c1 - c0, d, dst, size);
+            switch (num) {  // dst + m size: the same tap in query m's patch
+              case 4: return dots<T, 4>(q, taps, c1 - c0, d, dst, size);
+              case 2: return dots<T, 2>(q, taps, c1 - c0, d, dst, size);
+              default: return dots<T, 1>(q, taps, c1 - c0, d, dst, size);
             }
           });
-          for (int m = 0; m < count; ++m) {
+          for (int m = 0; m < num; ++m) {
             Box<T> own{row0, col0, box.rows, box.cols, patch.data() + m * size};
-            T* dst = out + qs[m] * channels + l * n;
-            own.blend_window(wins[m], r, dst);
+            T* dst = out + qs[first + m] * channels + l * n;
+            own.blend_window(wins[first + m], r, dst);
             for (int64_t i = 0; i < n; ++i) dst[i] *= scale;
           }
+          return true;
         };
-        const int64_t qs[2] = {q0, q0 + 1};
-        const bool share = same_image && !a.empty && !b.empty && std::abs(a.row0 - b.row0) <= 1 && std::abs(a.col0 - b.col0) <= 1;
-        if (share) {
-          const Window<T> wins[2] = {a, b};
-          run(wins, qs, 2);
-          continue;
-        }
-        for (int m = 0; m < (second ? 2 : 1); ++m) {
-          const Window<T>& win = m ? b : a;
-          T* dst = out + qs[m] * channels + l * n;
-          if (win.empty) {
-            std::fill(dst, dst + n, T(0));
-          } else {
-            run(&win, qs + m, 1);
+        if (count == 4 && run(0, 4)) continue;
+        for (int first = 0; first < count; first += 2) {
+          const int num = std::min(2, count - first);
+          if (num == 2 && run(first, 2)) continue;
+          for (int m = first; m < first + num; ++m) {
+            if (!run(m, 1)) std::fill(out + qs[m] * channels + l * n, out + qs[m] * channels + (l + 1) * n, T(0));
           }
         }
       }
@@ -362,8 +363,8 @@ ffi::Error windows_typed(ffi::ThreadPool& pool, ffi::AnyBuffer f1, ffi::AnyBuffe
                          ffi::Result<ffi::AnyBuffer>& out, int64_t radius, double scale) {
   auto levels = levels_of<T>(f2, f1.element_type(), 1);
   if (levels.has_error()) return levels.error();
-  auto dims = f1.dimensions();  // (B, N, D)
-  windows_impl<T>(pool, f1.typed_data<T>(), *levels, xy.typed_data<T>(), dims[0], dims[1], dims[2], radius,
+  auto dims = f1.dimensions();  // (B, H, W, D)
+  windows_impl<T>(pool, f1.typed_data<T>(), *levels, xy.typed_data<T>(), dims[0], dims[1], dims[2], dims[3], radius,
                   static_cast<T>(scale), out->typed_data<T>());
   return ffi::Error::Success();
 }
@@ -371,7 +372,7 @@ ffi::Error windows_typed(ffi::ThreadPool& pool, ffi::AnyBuffer f1, ffi::AnyBuffe
 ffi::Error Windows(ffi::ThreadPool pool, ffi::AnyBuffer f1, ffi::AnyBuffer xy, ffi::RemainingArgs f2,
                    ffi::Result<ffi::AnyBuffer> out, int64_t radius, double scale) {
   if (auto e = check_radius(radius); e.failure()) return e;
-  if (f1.dimensions().size() != 3) return ffi::Error::InvalidArgument("f1 must be (B, N, D)");
+  if (f1.dimensions().size() != 4) return ffi::Error::InvalidArgument("f1 must be (B, H, W, D)");
   switch (f1.element_type()) {
     case ffi::DataType::F32: return windows_typed<float>(pool, f1, xy, f2, out, radius, scale);
     case ffi::DataType::F64: return windows_typed<double>(pool, f1, xy, f2, out, radius, scale);

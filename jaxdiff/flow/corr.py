@@ -380,7 +380,7 @@ def _on_the_fly_ffi(f1: Array, pyramid: tuple[Array, ...], xy: Array, r: int) ->
     b, h, w, d = f1.shape
     shape = jax.ShapeDtypeStruct((b, h * w, len(pyramid) * (2 * r + 1) ** 2), f1.dtype)
     call = jax.ffi.ffi_call("jaxdiff_corr_windows", shape, vmap_method="sequential")
-    out = call(f1.reshape(b, h * w, d), xy.reshape(b, h * w, 2), *pyramid, radius=np.int64(r), scale=1 / math.sqrt(d))
+    out = call(f1, xy, *pyramid, radius=np.int64(r), scale=1 / math.sqrt(d))
     return out.reshape(b, h, w, -1)
 
 

@@ -223,12 +223,13 @@ class _Refine(nn.Module):
     hidden_dim: int
     small: bool
     radius: int
+    corr_kernel: str
 
     @nn.compact
     def __call__(self, carry, inp, pyramid, coords0):
         net, coords1 = carry
         coords1 = jax.lax.stop_gradient(coords1)
-        corr = lookup(pyramid, coords1, self.radius)
+        corr = lookup(pyramid, coords1, self.radius, kernel=self.corr_kernel)
         net, mask, delta = UpdateBlock(self.hidden_dim, self.small, name="update_block")(
             net, inp, corr, coords1 - coords0
         )
@@ -250,13 +251,15 @@ class RAFT(nn.Module):
     ``batch_stats`` collection (large model), mutable when ``train`` and not ``freeze_bn``.
 
     ``unroll`` is ``lax.scan``'s: on XLA:CPU the backward pass of convolutions inside a
-    rolled loop is ~15x slower, so train there with ``unroll=True``.
+    rolled loop is ~15x slower, so train there with ``unroll=True``. ``corr_kernel`` is the
+    correlation lookup's ``kernel`` (``jaxdiff.flow.corr.lookup``).
     """
 
     small: bool = False
     freeze_bn: bool = False
     corr_levels: int = 4
     unroll: int | bool = 1
+    corr_kernel: str = "auto"
 
     @property
     def hidden_dim(self) -> int:
@@ -303,7 +306,8 @@ class RAFT(nn.Module):
             length=iters,
             unroll=self.unroll,
         )
-        _, flows = scan(self.hidden_dim, self.small, self.radius, name="refine")((net, coords1), inp, pyramid, coords0)
+        refine = scan(self.hidden_dim, self.small, self.radius, self.corr_kernel, name="refine")
+        _, flows = refine((net, coords1), inp, pyramid, coords0)
         return flows
 
 

@@ -220,7 +220,7 @@ def test_on_the_fly_matches_numpy_raft_float64(x64, flow_scale, tile, chunk):
 
 @pytest.mark.parametrize("b,h,w,levels,radius,flow_scale", [(3, 7, 9, 2, 1, 0.2), (1, 13, 10, 3, 5, 0.6), (2, 17, 18, 4, 3, 9.0)])
 def test_native_kernels_match_numpy_raft_float64(x64, b, h, w, levels, radius, flow_scale):
-    """Odd query counts (a neighbour pair spanning two images), smooth flow (neighbours share taps), wild flow."""
+    """Odd H and W (edge blocks of one and two queries), smooth flow (neighbours share taps), wild flow."""
     skip_without_native()
     f1, f2, coords = make_inputs(10, b=b, h=h, w=w, d=19, flow_scale=flow_scale)
     ref = NumpyCorrBlock(nchw(f1), nchw(f2), levels, radius)(nchw(coords)).transpose(0, 2, 3, 1)

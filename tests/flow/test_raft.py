@@ -164,6 +164,14 @@ def test_overfitting_one_pair_drives_epe_down():
     assert min(epes[-5:]) < 0.3 * zero_epe and min(epes[-5:]) < 0.5 * epes[0], (zero_epe, epes)
 
 
+def test_correlation_kernels_give_the_same_flow():
+    d = make_dataset("train", 1, (32, 32), "chairs", seed=2)
+    models = {k: raft.RAFT(small=True, corr_levels=2, corr_kernel=k) for k in ("xla", "native")}
+    variables = models["xla"].init(jax.random.key(1), d["image1"], d["image2"], 1)
+    flows = {k: np.asarray(m.apply(variables, d["image1"], d["image2"], 3)) for k, m in models.items()}
+    np.testing.assert_allclose(flows["native"], flows["xla"], rtol=1e-4, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

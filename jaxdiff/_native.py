@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -68,6 +69,7 @@ def load(name: str, targets: tuple[tuple[str, str], ...]) -> bool:
     try:
         library = _library_path(source, compiler)
         if not library.exists():
+            logging.getLogger(__name__).info("jaxdiff: compiling %s into %s (once)", source.name, library)
             _compile(source, library, compiler)
         lib = ctypes.cdll.LoadLibrary(str(library))
         for target, symbol in targets:

@@ -81,11 +81,12 @@ def _check_coords(coords, batch: int, height: int, width: int, radius: int) -> N
 
 
 def _resolve_kernel(kernel: str) -> str:
-    """"native" or "xla" for a requested ``kernel``; "auto" is native where the C++ kernels load."""
+    """"native" or "xla" for a requested ``kernel``; "auto" is native where the default backend is
+    the CPU and the C++ kernels load."""
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if kernel == "xla":
-        return kernel
+    if kernel == "xla" or (kernel == "auto" and jax.default_backend() != "cpu"):
+        return "xla"
     loaded = _native.load("corr_cpu", _FFI_TARGETS)
     if kernel == "native" and not loaded:
         raise RuntimeError("kernel='native': the C++ correlation kernels did not build (see the warning above)")

@@ -4,7 +4,7 @@ r"""Correlation pyramid and lookup: jaxdiff (all-pairs and on-the-fly) next to R
 
 At Sintel 1/8 resolution (1x46x62x256, r=4, 4 levels) times the jaxdiff pyramid
 build, and with each kernel (the C++ kernels and the XLA formulation) the all-pairs
-lookup and the on-the-fly lookup (smooth and random flow),
+lookup and the on-the-fly lookup (smooth and random flow) and their gradients,
 and, when torch is importable, RAFT's ``CorrBlock`` transcribed below, on CPU in
 the same process (inputs already on the device for both). Memory: bytes of the all-pairs pyramid next to XLA's
 ``memory_analysis`` of each compiled function. ``--large`` adds on-the-fly runs
@@ -115,8 +115,13 @@ def bench_jax(repeats: int) -> dict:
     for kernel in KERNELS:
         look = jax.jit(lambda p, c, k=kernel: corr.lookup(p, c, RADIUS, kernel=k))
         otf = jax.jit(lambda a, fp, c, k=kernel: corr.lookup_on_the_fly(a, fp, c, RADIUS, kernel=k))
+        look_grad = jax.jit(jax.grad(lambda p, c, k=kernel: (corr.lookup(p, c, RADIUS, kernel=k) ** 2).sum()))
+        otf_grad = jax.jit(jax.grad(
+            lambda a, fp, c, k=kernel: (corr.lookup_on_the_fly(a, fp, c, RADIUS, kernel=k) ** 2).sum(), argnums=(0, 1)))
         record[kernel] = {
             "lookup_ms": _best_ms(lambda: look(pyramid, coords).block_until_ready(), repeats),
+            "lookup_grad_ms": _best_ms(lambda: jax.block_until_ready(look_grad(pyramid, coords)), repeats),
+            "on_the_fly_grad_ms": _best_ms(lambda: jax.block_until_ready(otf_grad(f1, fpyr, coords)), repeats),
             "on_the_fly_ms": _best_ms(lambda: otf(f1, fpyr, coords).block_until_ready(), repeats),
             "on_the_fly_random_flow_ms": _best_ms(lambda: otf(f1, fpyr, random_coords).block_until_ready(), repeats),
             "lookup_memory": _memory(look, pyramid, coords),
@@ -251,6 +256,8 @@ def table(record: dict) -> str:
             f"| jaxdiff on-the-fly, {kernel}, smooth flow | | {k['on_the_fly_ms']:.2f} "
             f"| temp {k['on_the_fly_memory']['temp_mib']:.2f} |",
             f"| jaxdiff on-the-fly, {kernel}, random flow | | {k['on_the_fly_random_flow_ms']:.2f} | |",
+            f"| gradient of sum(lookup²), {kernel}: all-pairs (in the pyramid) | | {k['lookup_grad_ms']:.2f} | |",
+            f"| gradient of sum(lookup²), {kernel}: on-the-fly (in f1, pooled f2) | | {k['on_the_fly_grad_ms']:.2f} | |",
         ]
     if t:
         rows.append(

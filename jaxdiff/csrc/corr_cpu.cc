@@ -34,24 +34,22 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t kBlock = 32;  // queries per work item
-
-// Runs body(begin, end) over [0, n) in blocks on the caller and the pool. Returns once every
-// block is done; pool tasks that start later find no work and only touch the shared state.
+// Runs body(begin, end) over [0, n) in blocks of `block` on the caller and the pool. Returns once
+// every block is done; pool tasks that start later find no work and only touch the shared state.
 template <typename Body>
-void parallel_for(ffi::ThreadPool& pool, int64_t n, Body body) {
+void parallel_for(ffi::ThreadPool& pool, int64_t n, Body body, int64_t block = 32) {
   struct State {
     std::atomic<int64_t> next{0};
     std::atomic<int64_t> done{0};
     std::mutex mu;
     std::condition_variable cv;
   };
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const int64_t blocks = (n + block - 1) / block;
   auto state = std::make_shared<State>();
-  auto work = [state, blocks, n, &body]() {
+  auto work = [state, blocks, block, n, &body]() {
     int64_t i;
     while ((i = state->next.fetch_add(1)) < blocks) {
-      body(i * kBlock, std::min(n, (i + 1) * kBlock));
+      body(i * block, std::min(n, (i + 1) * block));
       if (state->done.fetch_add(1) + 1 == blocks) {
         std::lock_guard<std::mutex> lock(state->mu);
         state->cv.notify_all();
@@ -106,6 +104,19 @@ void blend(const T* taps, int64_t stride, int64_t r, T fx, T fy, T* out) {
   for (int64_t dx = 0; dx < n; ++dx)
     for (int64_t dy = 0; dy < n; ++dy)
       out[dx * n + dy] = (1 - fy) * rows_x[dy * n + dx] + fy * rows_x[(dy + 1) * n + dx];
+}
+
+// Transpose of `blend`: the cotangent g of the (2r+1)^2 outputs -> the k x k tap cotangent.
+template <typename T>
+void unblend(const T* g, int64_t r, T fx, T fy, T scale, T* taps) {
+  const int64_t k = 2 * r + 2, n = 2 * r + 1;
+  T rows_x[64 * 63];  // d rows_x[i][j], i: tap row, j: x-offset
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      rows_x[i * n + j] = scale * ((i < n ? (1 - fy) * g[j * n + i] : T(0)) + (i > 0 ? fy * g[j * n + i - 1] : T(0)));
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      taps[i * k + j] = (j < n ? (1 - fx) * rows_x[i * n + j] : T(0)) + (j > 0 ? fx * rows_x[i * n + j - 1] : T(0));
 }
 
 // A rectangle of taps, zero outside the map: entry (i, j) is map pixel (row0 + i, col0 + j).
@@ -317,24 +328,144 @@ void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>
   });
 }
 
+// Gradient of lookup_impl in the volume: each query's taps go to its own maps, so queries run
+// in parallel without conflicts. dvolumes are written whole.
+template <typename T>
+void lookup_grad_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& dlevels, const T* xy, const T* g,
+                      int64_t queries, int64_t r) {
+  const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * dlevels.size();
+  parallel_for(pool, queries, [&](int64_t begin, int64_t end) {
+    std::vector<T> taps(k * k);
+    for (int64_t q = begin; q < end; ++q) {
+      for (size_t l = 0; l < dlevels.size(); ++l) {
+        const Level<T>& lv = dlevels[l];
+        T* map = const_cast<T*>(lv.data) + q * lv.h * lv.w;
+        std::fill(map, map + lv.h * lv.w, T(0));
+        const Window<T> win = level_window(xy + 2 * q, l, r, lv);
+        if (win.empty) continue;
+        unblend(g + q * channels + l * n, r, win.fx, win.fy, T(1), taps.data());
+        for (int64_t i = 0; i < k; ++i) {
+          const int64_t row = win.row0 + i;
+          if (row < 0 || row >= lv.h) continue;
+          for (int64_t j = std::max<int64_t>(0, -win.col0); j < k && win.col0 + j < lv.w; ++j)
+            map[row * lv.w + win.col0 + j] += taps[i * k + j];
+        }
+      }
+    }
+  });
+}
+
+// y[0..d) += sum_t a[t] x_t[0..d) over `count` contiguous vectors x_t = x + t d.
+template <typename T>
+void axpy_rows(const T* a, const T* x, int64_t count, int64_t d, T* y) {
+  using V = Vec<T>;
+  int64_t i = 0;
+  for (; i + V::kLanes <= d; i += V::kLanes) {
+    typename V::type acc = V::load(y + i);
+    for (int64_t t = 0; t < count; ++t) acc += a[t] * V::load(x + t * d + i);
+    std::memcpy(y + i, &acc, sizeof(acc));
+  }
+  for (; i < d; ++i)
+    for (int64_t t = 0; t < count; ++t) y[i] += a[t] * x[t * d + i];
+}
+
+// Gradient of windows_impl. df1[q] = sum over the taps of dtap f2_l[tap], queries in parallel;
+// df2_l[tap] += dtap f1[q], in parallel over bands of map rows, each band visiting the queries in
+// order (no two workers write one row; the sums do not depend on the thread count).
+template <typename T>
+void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>>& levels,
+                       const std::vector<Level<T>>& dlevels, const T* xy, const T* g, int64_t batch, int64_t queries,
+                       int64_t d, int64_t r, T scale, T* df1) {
+  const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
+  parallel_for(pool, batch * queries, [&](int64_t begin, int64_t end) {
+    std::vector<T> taps(k * k);
+    for (int64_t q = begin; q < end; ++q) {
+      T* out = df1 + q * d;
+      std::fill(out, out + d, T(0));
+      for (size_t l = 0; l < levels.size(); ++l) {
+        const Level<T>& lv = levels[l];
+        const Window<T> win = level_window(xy + 2 * q, l, r, lv);
+        if (win.empty) continue;
+        unblend(g + q * channels + l * n, r, win.fx, win.fy, scale, taps.data());
+        const T* f2 = lv.data + (q / queries) * lv.h * lv.w * d;
+        const int64_t c0 = std::max<int64_t>(win.col0, 0), c1 = std::min<int64_t>(win.col0 + k, lv.w);
+        for (int64_t i = std::max<int64_t>(0, -win.row0); i < k && win.row0 + i < lv.h && c0 < c1; ++i)
+          axpy_rows(taps.data() + i * k + (c0 - win.col0), f2 + ((win.row0 + i) * lv.w + c0) * d, c1 - c0, d, out);
+      }
+    }
+  });
+  constexpr int64_t kBand = 8;  // map rows per work item
+  std::vector<std::pair<int64_t, int64_t>> bands;  // (level, first row)
+  for (size_t l = 0; l < dlevels.size(); ++l)
+    for (int64_t row = 0; row < dlevels[l].h; row += kBand) bands.emplace_back(l, row);
+  parallel_for(
+      pool, bands.size(),
+      [&](int64_t begin, int64_t end) {
+        std::vector<T> taps(k * k);
+        for (int64_t item = begin; item < end; ++item) {
+          const auto [l, band0] = bands[item];
+          const Level<T>& dl = dlevels[l];
+          const int64_t band1 = std::min(band0 + kBand, dl.h), row_size = dl.w * d;
+          T* df2 = const_cast<T*>(dl.data);
+          for (int64_t b = 0; b < batch; ++b) std::fill(df2 + (b * dl.h + band0) * row_size, df2 + (b * dl.h + band1) * row_size, T(0));
+          for (int64_t q = 0; q < batch * queries; ++q) {
+            const Window<T> win = level_window(xy + 2 * q, l, r, dl);
+            const int64_t i0 = std::max(band0 - win.row0, int64_t(0)), i1 = std::min(band1 - win.row0, k);
+            if (win.empty || i0 >= i1) continue;
+            unblend(g + q * channels + l * n, r, win.fx, win.fy, scale, taps.data());
+            T* dmap = df2 + (q / queries) * dl.h * row_size;
+            const T* x = f1 + q * d;
+            for (int64_t i = i0; i < i1; ++i)
+              for (int64_t j = std::max<int64_t>(0, -win.col0); j < k && win.col0 + j < dl.w; ++j) {
+                const T a = taps[i * k + j];
+                T* y = dmap + ((win.row0 + i) * dl.w + win.col0 + j) * d;
+                for (int64_t c = 0; c < d; ++c) y[c] += a * x[c];
+              }
+          }
+        }
+      },
+      1);
+}
+
 ffi::Error check_radius(int64_t r) {
   if (r < 0 || 2 * r + 2 > 64) return ffi::Error::InvalidArgument("radius must be in [0, 31]");
   return ffi::Error::Success();
 }
 
-// Levels from the remaining arguments: maps of shape (..., h, w[, d]); h, w at axes `axis`, `axis` + 1.
+// Levels from remaining arguments or results: maps of shape (..., h, w[, d]), h and w at axes
+// `axis` and `axis` + 1.
+template <typename T, typename Buffer>
+ffi::ErrorOr<Level<T>> level_of(const Buffer& buf, ffi::DataType type, size_t axis) {
+  if (buf.element_type() != type) return ffi::Unexpected(ffi::Error::InvalidArgument("levels must share one dtype"));
+  auto dims = buf.dimensions();
+  if (dims.size() < axis + 2) return ffi::Unexpected(ffi::Error::InvalidArgument("level of too few dimensions"));
+  return Level<T>{buf.template typed_data<T>(), dims[axis], dims[axis + 1]};
+}
+
 template <typename T>
 ffi::ErrorOr<std::vector<Level<T>>> levels_of(const ffi::RemainingArgs& args, ffi::DataType type, size_t axis) {
   std::vector<Level<T>> levels;
   for (size_t i = 0; i < args.size(); ++i) {
     auto buf = args.get<ffi::AnyBuffer>(i);
     if (buf.has_error()) return ffi::Unexpected(buf.error());
-    if (buf->element_type() != type) return ffi::Unexpected(ffi::Error::InvalidArgument("levels must share one dtype"));
-    auto dims = buf->dimensions();
-    if (dims.size() < axis + 2) return ffi::Unexpected(ffi::Error::InvalidArgument("level of too few dimensions"));
-    levels.push_back({buf->typed_data<T>(), dims[axis], dims[axis + 1]});
+    auto level = level_of<T>(*buf, type, axis);
+    if (level.has_error()) return ffi::Unexpected(level.error());
+    levels.push_back(*level);
   }
   if (levels.empty() || levels.size() > 16) return ffi::Unexpected(ffi::Error::InvalidArgument("1 to 16 levels"));
+  return levels;
+}
+
+template <typename T>
+ffi::ErrorOr<std::vector<Level<T>>> levels_of(const ffi::RemainingRets& rets, ffi::DataType type, size_t axis) {
+  std::vector<Level<T>> levels;
+  for (size_t i = 0; i < rets.size(); ++i) {
+    auto buf = rets.get<ffi::AnyBuffer>(i);
+    if (buf.has_error()) return ffi::Unexpected(buf.error());
+    auto level = level_of<T>(**buf, type, axis);
+    if (level.has_error()) return ffi::Unexpected(level.error());
+    levels.push_back(*level);
+  }
   return levels;
 }
 
@@ -380,7 +511,73 @@ ffi::Error Windows(ffi::ThreadPool pool, ffi::AnyBuffer f1, ffi::AnyBuffer xy, f
   }
 }
 
+template <typename T>
+ffi::Error lookup_grad_typed(ffi::ThreadPool& pool, ffi::AnyBuffer xy, ffi::AnyBuffer g,
+                             const ffi::RemainingRets& dvolumes, int64_t radius) {
+  auto levels = levels_of<T>(dvolumes, xy.element_type(), 1);
+  if (levels.has_error()) return levels.error();
+  lookup_grad_impl<T>(pool, *levels, xy.typed_data<T>(), g.typed_data<T>(), xy.dimensions()[0], radius);
+  return ffi::Error::Success();
+}
+
+ffi::Error LookupGrad(ffi::ThreadPool pool, ffi::AnyBuffer xy, ffi::AnyBuffer g, ffi::RemainingRets dvolumes,
+                      int64_t radius) {
+  if (auto e = check_radius(radius); e.failure()) return e;
+  switch (xy.element_type()) {
+    case ffi::DataType::F32: return lookup_grad_typed<float>(pool, xy, g, dvolumes, radius);
+    case ffi::DataType::F64: return lookup_grad_typed<double>(pool, xy, g, dvolumes, radius);
+    default: return ffi::Error::InvalidArgument("float32 or float64 only");
+  }
+}
+
+template <typename T>
+ffi::Error windows_grad_typed(ffi::ThreadPool& pool, ffi::AnyBuffer f1, ffi::AnyBuffer xy, ffi::AnyBuffer g,
+                              const ffi::RemainingArgs& f2, ffi::Result<ffi::AnyBuffer>& df1,
+                              const ffi::RemainingRets& df2, int64_t radius, double scale) {
+  auto levels = levels_of<T>(f2, f1.element_type(), 1);
+  if (levels.has_error()) return levels.error();
+  auto dlevels = levels_of<T>(df2, f1.element_type(), 1);
+  if (dlevels.has_error()) return dlevels.error();
+  if (dlevels->size() != levels->size()) return ffi::Error::InvalidArgument("one gradient per level");
+  auto dims = f1.dimensions();  // (B, H, W, D)
+  windows_grad_impl<T>(pool, f1.typed_data<T>(), *levels, *dlevels, xy.typed_data<T>(), g.typed_data<T>(), dims[0],
+                       dims[1] * dims[2], dims[3], radius, static_cast<T>(scale), df1->typed_data<T>());
+  return ffi::Error::Success();
+}
+
+ffi::Error WindowsGrad(ffi::ThreadPool pool, ffi::AnyBuffer f1, ffi::AnyBuffer xy, ffi::AnyBuffer g,
+                       ffi::RemainingArgs f2, ffi::Result<ffi::AnyBuffer> df1, ffi::RemainingRets df2, int64_t radius,
+                       double scale) {
+  if (auto e = check_radius(radius); e.failure()) return e;
+  if (f1.dimensions().size() != 4) return ffi::Error::InvalidArgument("f1 must be (B, H, W, D)");
+  switch (f1.element_type()) {
+    case ffi::DataType::F32: return windows_grad_typed<float>(pool, f1, xy, g, f2, df1, df2, radius, scale);
+    case ffi::DataType::F64: return windows_grad_typed<double>(pool, f1, xy, g, f2, df1, df2, radius, scale);
+    default: return ffi::Error::InvalidArgument("float32 or float64 only");
+  }
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdiffCorrLookupGrad, LookupGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingRets()
+                                  .Attr<int64_t>("radius"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdiffCorrWindowsGrad, WindowsGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .RemainingRets()
+                                  .Attr<int64_t>("radius")
+                                  .Attr<double>("scale"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdiffCorrLookup, Lookup,
                               ffi::Ffi::Bind()

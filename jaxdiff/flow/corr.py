@@ -19,10 +19,10 @@ because every in-image tap of a window lies in its clamped patch.
 
 Kernels: on the CPU both lookups run by default as C++ kernels (``jaxdiff/csrc/corr_cpu.cc``,
 compiled on first use, see ``jaxdiff._native``) that read each window straight from the volume,
-or compute its (2r+2)² taps as dot products, on XLA's intra-op threads; on other platforms,
-with ``kernel="xla"``, or where no C++ compiler works, the XLA formulation below runs. Both
-give the same windows (tested against each other and against RAFT); gradients always come
-from the XLA formulation.
+or compute its (2r+2)² taps as dot products, on XLA's intra-op threads, and their gradients
+likewise; on other platforms, with ``kernel="xla"``, or where no C++ compiler works, the XLA
+formulation below runs. Both give the same windows and gradients (tested against each other
+and against RAFT).
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ from jaxdiff import _native
 
 Array = jax.Array
 KERNELS = ("auto", "native", "xla")
-_FFI_TARGETS = (("jaxdiff_corr_lookup", "JaxdiffCorrLookup"), ("jaxdiff_corr_windows", "JaxdiffCorrWindows"))
+_FFI_TARGETS = tuple(
+    (f"jaxdiff_corr_{name}", f"JaxdiffCorr{symbol}")
+    for name, symbol in (("lookup", "Lookup"), ("lookup_grad", "LookupGrad"), ("windows", "Windows"),
+                         ("windows_grad", "WindowsGrad"))
+)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -100,21 +104,15 @@ def _dispatch(kernel: str, native: Callable, xla: Callable, *args):
     return lax.platform_dependent(*args, cpu=native, default=xla)
 
 
-def _native_vjp(native: Callable, xla: Callable, diff_args: int) -> Callable:
-    """``native`` with the gradient of ``xla`` in its first ``diff_args`` arguments (the rest get none)."""
+def _with_grad(forward: Callable, backward: Callable) -> Callable:
+    """``forward(*args, xy)`` whose vector-Jacobian product in ``args`` is ``backward(*args, xy, g)``
+    (a tuple); the coordinates ``xy`` get none."""
 
     @jax.custom_vjp
     def f(*args):
-        return native(*args)
+        return forward(*args)
 
-    def fwd(*args):
-        return native(*args), args
-
-    def bwd(args, g):
-        _, vjp = jax.vjp(lambda *a: xla(*a, *args[diff_args:]), *args[:diff_args])
-        return vjp(g) + tuple(jnp.zeros_like(a) for a in args[diff_args:])
-
-    f.defvjp(fwd, bwd)
+    f.defvjp(lambda *args: (forward(*args), args), lambda args, g: backward(*args, g) + (jnp.zeros_like(args[-1]),))
     return f
 
 
@@ -298,6 +296,13 @@ def _lookup_ffi(pyramid: tuple[Array, ...], xy: Array, radius: int) -> Array:
     return call(xy, *pyramid, radius=np.int64(radius))
 
 
+def _lookup_ffi_grad(pyramid: tuple[Array, ...], xy: Array, g: Array, radius: int) -> tuple[tuple[Array, ...]]:
+    """(dpyramid,) of ``_lookup_ffi`` for the output cotangent ``g`` (Q, L (2r+1)²)."""
+    shapes = tuple(jax.ShapeDtypeStruct(v.shape, v.dtype) for v in pyramid)
+    call = jax.ffi.ffi_call("jaxdiff_corr_lookup_grad", shapes, vmap_method="sequential")
+    return (tuple(call(xy, g, radius=np.int64(radius))),)
+
+
 
 @functools.partial(jax.jit, static_argnames=("radius", "kernel"))
 def _lookup(pyramid: tuple[Array, ...], coords: Array, radius: int, kernel: str) -> Array:
@@ -305,7 +310,7 @@ def _lookup(pyramid: tuple[Array, ...], coords: Array, radius: int, kernel: str)
     xy = lax.stop_gradient(coords).reshape(-1, 2).astype(pyramid[0].dtype)
     maps = tuple(v.reshape((-1,) + v.shape[3:]) for v in pyramid)
     xla = functools.partial(_lookup_xla, radius=radius)
-    native = _native_vjp(functools.partial(_lookup_ffi, radius=radius), xla, diff_args=1)
+    native = _with_grad(functools.partial(_lookup_ffi, radius=radius), functools.partial(_lookup_ffi_grad, radius=radius))
     out = _dispatch(kernel, native, xla, maps, xy)
     return out.reshape(b, h, w, -1)
 
@@ -385,13 +390,21 @@ def _on_the_fly_ffi(f1: Array, pyramid: tuple[Array, ...], xy: Array, r: int) ->
     return out.reshape(b, h, w, -1)
 
 
+def _on_the_fly_ffi_grad(f1: Array, pyramid: tuple[Array, ...], xy: Array, g: Array, r: int):
+    """(df1, dpyramid) of ``_on_the_fly_ffi`` for the output cotangent ``g`` (B, H, W, L (2r+1)²)."""
+    shapes = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (f1, *pyramid))
+    call = jax.ffi.ffi_call("jaxdiff_corr_windows_grad", shapes, vmap_method="sequential")
+    grads = call(f1, xy, g, *pyramid, radius=np.int64(r), scale=1 / math.sqrt(f1.shape[-1]))
+    return grads[0], tuple(grads[1:])
+
+
 @functools.partial(jax.jit, static_argnames=("r", "tile", "chunk", "slack", "spill", "kernel"))
 def _on_the_fly(
     f1: Array, pyramid: tuple[Array, ...], xy: Array, r: int, tile: int, chunk: int, slack: int, spill: int, kernel: str
 ) -> Array:
     """Windows (B, H, W, L (2r+1)²) by ``kernel``: the C++ kernel on the CPU, else ``_on_the_fly_xla``."""
     xla = functools.partial(_on_the_fly_xla, r=r, tile=tile, chunk=chunk, slack=slack, spill=spill)
-    native = _native_vjp(functools.partial(_on_the_fly_ffi, r=r), xla, diff_args=2)
+    native = _with_grad(functools.partial(_on_the_fly_ffi, r=r), functools.partial(_on_the_fly_ffi_grad, r=r))
     return _dispatch(kernel, native, xla, f1, pyramid, xy)
 
 

@@ -249,6 +249,26 @@ def test_native_gradients_and_vmap_equal_xla():
     np.testing.assert_allclose(np.asarray(batched["native"]), np.asarray(batched["xla"]), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("flow_scale", [0.3, 6.0])
+def test_native_gradients_equal_xla_float64(x64, flow_scale):
+    """Both images of B=2, windows leaving the map, every level: the C++ backward kernels against XLA's."""
+    skip_without_native()
+    f1, f2, coords = make_inputs(13, b=2, h=7, w=9, d=5, flow_scale=flow_scale)
+    f1, f2 = jnp.asarray(f1), jnp.asarray(f2)
+    weights = jnp.asarray(np.random.default_rng(14).standard_normal((2, 7, 9, 3 * 25)))
+
+    def grads(kernel):
+        def loss(a, b):
+            otf = corr.lookup_on_the_fly(a, b, coords, 2, 3, kernel=kernel)
+            all_pairs = corr.lookup(corr.correlation_pyramid(a, b, 3), coords, 2, kernel=kernel)
+            return jnp.sum(weights * otf) + jnp.sum(weights * all_pairs**2)
+
+        return jax.grad(loss, argnums=(0, 1))(f1, f2)
+
+    for g_native, g_xla in zip(grads("native"), grads("xla")):
+        np.testing.assert_allclose(np.asarray(g_native), np.asarray(g_xla), rtol=1e-10, atol=1e-10)
+
+
 def test_kernel_choice(monkeypatch):
     f1, f2, coords = make_inputs(12, b=1, h=6, w=6, d=4, dtype=np.float32)
     pyramid = corr.correlation_pyramid(f1, f2, 2)

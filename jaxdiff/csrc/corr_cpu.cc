@@ -120,6 +120,17 @@ void unblend(const T* g, int64_t r, T fx, T fy, T scale, T* taps) {
       taps[i * k + j] = (j < n ? (1 - fx) * rows_x[i * n + j] : T(0)) + (j > 0 ? fx * rows_x[i * n + j - 1] : T(0));
 }
 
+// Calls f(i, row, c0, c1) for each row i of a rows x cols rectangle at map pixel (row0, col0)
+// whose map row lies in [lo, hi) and inside an h x w map, with its in-map columns [c0, c1).
+template <typename F>
+void clip_rows(int64_t row0, int64_t col0, int64_t rows, int64_t cols, int64_t h, int64_t w, F f, int64_t lo = 0,
+               int64_t hi = INT64_MAX) {
+  const int64_t c0 = std::max<int64_t>(col0, 0), c1 = std::min<int64_t>(col0 + cols, w);
+  if (c0 >= c1) return;
+  const int64_t i1 = std::min(rows, std::min(hi, h) - row0);
+  for (int64_t i = std::max<int64_t>(0, std::max<int64_t>(lo, 0) - row0); i < i1; ++i) f(i, row0 + i, c0, c1);
+}
+
 // A rectangle of taps, zero outside the map: entry (i, j) is map pixel (row0 + i, col0 + j).
 template <typename T>
 struct Box {
@@ -129,10 +140,9 @@ struct Box {
   // fill_row(row, col_begin, col_end, dst) writes each in-map row segment; the rest is untouched.
   template <typename FillRow>
   void fill(int64_t h, int64_t w, FillRow fill_row) {
-    const int64_t c0 = std::max<int64_t>(col0, 0), c1 = std::min<int64_t>(col0 + cols, w);
-    if (c0 >= c1) return;
-    for (int64_t i = std::max<int64_t>(0, -row0); i < rows && row0 + i < h; ++i)
-      fill_row(row0 + i, c0, c1, data + i * cols + (c0 - col0));
+    clip_rows(row0, col0, rows, cols, h, w, [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
+      fill_row(row, c0, c1, data + i * cols + (c0 - col0));
+    });
   }
 
   void blend_window(const Window<T>& win, int64_t r, T* out) const {
@@ -345,12 +355,9 @@ void lookup_grad_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& dlevel
         const Window<T> win = level_window(xy + 2 * q, l, r, lv);
         if (win.empty) continue;
         unblend(g + q * channels + l * n, r, win.fx, win.fy, T(1), taps.data());
-        for (int64_t i = 0; i < k; ++i) {
-          const int64_t row = win.row0 + i;
-          if (row < 0 || row >= lv.h) continue;
-          for (int64_t j = std::max<int64_t>(0, -win.col0); j < k && win.col0 + j < lv.w; ++j)
-            map[row * lv.w + win.col0 + j] += taps[i * k + j];
-        }
+        clip_rows(win.row0, win.col0, k, k, lv.h, lv.w, [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
+          for (int64_t c = c0; c < c1; ++c) map[row * lv.w + c] += taps[i * k + c - win.col0];
+        });
       }
     }
   });
@@ -389,9 +396,9 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
         if (win.empty) continue;
         unblend(g + q * channels + l * n, r, win.fx, win.fy, scale, taps.data());
         const T* f2 = lv.data + (q / queries) * lv.h * lv.w * d;
-        const int64_t c0 = std::max<int64_t>(win.col0, 0), c1 = std::min<int64_t>(win.col0 + k, lv.w);
-        for (int64_t i = std::max<int64_t>(0, -win.row0); i < k && win.row0 + i < lv.h && c0 < c1; ++i)
-          axpy_rows(taps.data() + i * k + (c0 - win.col0), f2 + ((win.row0 + i) * lv.w + c0) * d, c1 - c0, d, out);
+        clip_rows(win.row0, win.col0, k, k, lv.h, lv.w, [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
+          axpy_rows(taps.data() + i * k + (c0 - win.col0), f2 + (row * lv.w + c0) * d, c1 - c0, d, out);
+        });
       }
     }
   });
@@ -411,17 +418,18 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
           for (int64_t b = 0; b < batch; ++b) std::fill(df2 + (b * dl.h + band0) * row_size, df2 + (b * dl.h + band1) * row_size, T(0));
           for (int64_t q = 0; q < batch * queries; ++q) {
             const Window<T> win = level_window(xy + 2 * q, l, r, dl);
-            const int64_t i0 = std::max(band0 - win.row0, int64_t(0)), i1 = std::min(band1 - win.row0, k);
-            if (win.empty || i0 >= i1) continue;
+            if (win.empty || win.row0 + k <= band0 || win.row0 >= band1) continue;
             unblend(g + q * channels + l * n, r, win.fx, win.fy, scale, taps.data());
             T* dmap = df2 + (q / queries) * dl.h * row_size;
             const T* x = f1 + q * d;
-            for (int64_t i = i0; i < i1; ++i)
-              for (int64_t j = std::max<int64_t>(0, -win.col0); j < k && win.col0 + j < dl.w; ++j) {
-                const T a = taps[i * k + j];
-                T* y = dmap + ((win.row0 + i) * dl.w + win.col0 + j) * d;
+            auto scatter = [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
+              for (int64_t col = c0; col < c1; ++col) {
+                const T a = taps[i * k + col - win.col0];
+                T* y = dmap + (row * dl.w + col) * d;
                 for (int64_t c = 0; c < d; ++c) y[c] += a * x[c];
               }
+            };
+            clip_rows(win.row0, win.col0, k, k, dl.h, dl.w, scatter, band0, band1);
           }
         }
       },

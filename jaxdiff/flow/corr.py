@@ -303,7 +303,6 @@ def _lookup_ffi_grad(pyramid: tuple[Array, ...], xy: Array, g: Array, radius: in
     return (tuple(call(xy, g, radius=np.int64(radius))),)
 
 
-
 @functools.partial(jax.jit, static_argnames=("radius", "kernel"))
 def _lookup(pyramid: tuple[Array, ...], coords: Array, radius: int, kernel: str) -> Array:
     b, h, w = pyramid[0].shape[:3]

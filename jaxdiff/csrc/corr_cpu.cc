@@ -26,10 +26,15 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace ffi = xla::ffi;
 
@@ -97,6 +102,27 @@ Window<T> window_at(T x, T y, int64_t r, int64_t h, int64_t w) {
 template <typename T>
 void blend(const T* taps, int64_t stride, int64_t r, T fx, T fy, T* out) {
   const int64_t k = 2 * r + 2, n = 2 * r + 1;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (k <= 16 && stride <= INT32_MAX / 16) {
+      // Column j of the taps is one gather; the same operations as below, by columns.
+      const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(static_cast<int>(stride)));
+      const __mmask16 taps_k = (1u << k) - 1, outs_n = (1u << n) - 1;
+      const __m512 ax = _mm512_set1_ps(1 - fx), bx = _mm512_set1_ps(fx), ay = _mm512_set1_ps(1 - fy),
+                   by = _mm512_set1_ps(fy);
+      __m512 left = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), taps_k, rows, taps, 4);
+      for (int64_t dx = 0; dx < n; ++dx) {
+        const __m512 right = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), taps_k, rows, taps + dx + 1, 4);
+        const __m512 x = _mm512_add_ps(_mm512_mul_ps(ax, left), _mm512_mul_ps(bx, right));  // rows_x[.][dx]
+        const __m512 below = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(x), _mm512_castps_si512(x), 1));
+        _mm512_mask_storeu_ps(out + dx * n, outs_n, _mm512_add_ps(_mm512_mul_ps(ay, x), _mm512_mul_ps(by, below)));
+        left = right;
+      }
+      return;
+    }
+  }
+#endif
   T rows_x[64 * 63];
   for (int64_t i = 0; i < k; ++i) {
     const T* row = taps + i * stride;
@@ -276,7 +302,7 @@ void lookup_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& levels, con
 }
 
 // On the fly: tap (i, j) of query q = scale <f1[q], f2_l[b, i, j]>. Queries go in 2 x 2 blocks;
-// a block whose windows lie within one (2r+3)^2 box of taps shares it (each tap is loaded once
+// a block whose windows lie within one (2r+4)^2 box of taps shares it (each tap is loaded once
 // for all four queries), else each row pair that fits shares a box, else each query has its own.
 template <typename T>
 void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>>& levels, const T* xy, int64_t batch,
@@ -284,7 +310,7 @@ void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>
   const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
   const int64_t bh = (height + 1) / 2, bw = (width + 1) / 2;
   parallel_for(pool, batch * bh * bw, [&](int64_t begin, int64_t end) {
-    std::vector<T> patch(4 * (k + 1) * (k + 1));
+    std::vector<T> patch(4 * (k + 2) * (k + 2));
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t b = blk / (bh * bw), y = blk / bw % bh * 2, x = blk % bw * 2;
       int64_t qs[4];
@@ -296,7 +322,7 @@ void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>
         const T* f2 = lv.data + b * lv.h * lv.w * d;
         Window<T> wins[4];
         for (int m = 0; m < count; ++m) wins[m] = level_window(xy + 2 * qs[m], l, r, lv);
-        // Queries first..first+num from one shared box if their windows fit in (k+1)^2 taps.
+        // Queries first..first+num from one shared box if their windows fit in (k+2)^2 taps.
         auto run = [&](int first, int num) -> bool {
           int64_t row0 = wins[first].row0, col0 = wins[first].col0, row1 = row0 + k, col1 = col0 + k;
           for (int m = first; m < first + num; ++m) {
@@ -304,7 +330,7 @@ void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>
             row0 = std::min(row0, wins[m].row0), col0 = std::min(col0, wins[m].col0);
             row1 = std::max(row1, wins[m].row0 + k), col1 = std::max(col1, wins[m].col0 + k);
           }
-          if (num > 1 && (row1 - row0 > k + 1 || col1 - col0 > k + 1)) return false;
+          if (num > 1 && (row1 - row0 > k + 2 || col1 - col0 > k + 2)) return false;
           const int64_t size = (row1 - row0) * (col1 - col0);
           std::fill(patch.data(), patch.data() + num * size, T(0));
           const T* q[4];

@@ -478,7 +478,7 @@ def lookup_on_the_fly(
     for the inputs and output; the backward pass also holds a cotangent of f1 and of
     each pyramid level per tile of a step. ``tile``, ``chunk``, ``slack`` and ``spill``
     shape the XLA formulation; ``kernel`` is as in ``lookup`` (the C++ kernel needs
-    O((2r+3)²) scratch per thread and computes each window's taps exactly).
+    O((2r+4)²) scratch per thread and computes each window's taps exactly).
     """
     pyramid = list(f2) if isinstance(f2, (list, tuple)) else None
     if pyramid is None:

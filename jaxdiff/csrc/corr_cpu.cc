@@ -403,14 +403,29 @@ void axpy_rows(const T* a, const T* x, int64_t count, int64_t d, T* y) {
     for (int64_t t = 0; t < count; ++t) y[i] += a[t] * x[t * d + i];
 }
 
+// y[0..d) += sum_m a[m] x[m][0..d) over `count` vectors x[m].
+template <typename T>
+void axpy_multi(const T* a, const T* const* x, int count, int64_t d, T* y) {
+  using V = Vec<T>;
+  int64_t i = 0;
+  for (; i + V::kLanes <= d; i += V::kLanes) {
+    typename V::type acc = V::load(y + i);
+    for (int m = 0; m < count; ++m) acc += a[m] * V::load(x[m] + i);
+    std::memcpy(y + i, &acc, sizeof(acc));
+  }
+  for (; i < d; ++i)
+    for (int m = 0; m < count; ++m) y[i] += a[m] * x[m][i];
+}
+
 // Gradient of windows_impl. df1[q] = sum over the taps of dtap f2_l[tap], queries in parallel;
 // df2_l[tap] += dtap f1[q], in parallel over bands of map rows, each band visiting the queries in
 // order (no two workers write one row; the sums do not depend on the thread count).
 template <typename T>
 void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>>& levels,
-                       const std::vector<Level<T>>& dlevels, const T* xy, const T* g, int64_t batch, int64_t queries,
-                       int64_t d, int64_t r, T scale, T* df1) {
+                       const std::vector<Level<T>>& dlevels, const T* xy, const T* g, int64_t batch, int64_t height,
+                       int64_t width, int64_t d, int64_t r, T scale, T* df1) {
   const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
+  const int64_t queries = height * width, bh = (height + 1) / 2, bw = (width + 1) / 2;
   parallel_for(pool, batch * queries, [&](int64_t begin, int64_t end) {
     std::vector<T> taps(k * k);
     for (int64_t q = begin; q < end; ++q) {
@@ -435,27 +450,58 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
   parallel_for(
       pool, bands.size(),
       [&](int64_t begin, int64_t end) {
-        std::vector<T> taps(k * k);
+        std::vector<T> taps(k * k), grid(4 * (k + 2) * (k + 2));
         for (int64_t item = begin; item < end; ++item) {
           const auto [l, band0] = bands[item];
           const Level<T>& dl = dlevels[l];
           const int64_t band1 = std::min(band0 + kBand, dl.h), row_size = dl.w * d;
           T* df2 = const_cast<T*>(dl.data);
-          for (int64_t b = 0; b < batch; ++b) std::fill(df2 + (b * dl.h + band0) * row_size, df2 + (b * dl.h + band1) * row_size, T(0));
-          for (int64_t q = 0; q < batch * queries; ++q) {
-            const Window<T> win = level_window(xy + 2 * q, l, r, dl);
-            if (win.empty || win.row0 + k <= band0 || win.row0 >= band1) continue;
-            unblend(g + q * channels + l * n, r, win.fx, win.fy, scale, taps.data());
-            T* dmap = df2 + (q / queries) * dl.h * row_size;
-            const T* x = f1 + q * d;
-            auto scatter = [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
-              for (int64_t col = c0; col < c1; ++col) {
-                const T a = taps[i * k + col - win.col0];
-                T* y = dmap + (row * dl.w + col) * d;
-                for (int64_t c = 0; c < d; ++c) y[c] += a * x[c];
+          for (int64_t b = 0; b < batch; ++b) {
+            T* dmap = df2 + b * dl.h * row_size;
+            std::fill(dmap + band0 * row_size, dmap + band1 * row_size, T(0));
+            for (int64_t blk = 0; blk < bh * bw; ++blk) {
+              // The block's queries whose windows reach the band.
+              const int64_t y = blk / bw * 2, x = blk % bw * 2;
+              int64_t qs[4];
+              Window<T> wins[4];
+              int count = 0;
+              for (int64_t i = y; i < std::min(y + 2, height); ++i)
+                for (int64_t j = x; j < std::min(x + 2, width); ++j) {
+                  const int64_t q = (b * height + i) * width + j;
+                  const Window<T> win = level_window(xy + 2 * q, l, r, dl);
+                  if (win.empty || win.row0 + k <= band0 || win.row0 >= band1) continue;
+                  qs[count] = q, wins[count++] = win;
+                }
+              int64_t row0 = INT64_MAX, col0 = INT64_MAX, row1 = INT64_MIN, col1 = INT64_MIN;
+              for (int m = 0; m < count; ++m) {
+                row0 = std::min(row0, wins[m].row0), col0 = std::min(col0, wins[m].col0);
+                row1 = std::max(row1, wins[m].row0 + k), col1 = std::max(col1, wins[m].col0 + k);
               }
-            };
-            clip_rows(win.row0, win.col0, k, k, dl.h, dl.w, scatter, band0, band1);
+              const bool shared = row1 - row0 <= k + 2 && col1 - col0 <= k + 2;
+              for (int first = 0; first < count; first += shared ? count : 1) {
+                // One box of taps for the group (all queries if their windows fit, else one).
+                const int num = shared ? count : 1;
+                const int64_t brow0 = shared ? row0 : wins[first].row0, bcol0 = shared ? col0 : wins[first].col0;
+                const int64_t rows = shared ? row1 - row0 : k, cols = shared ? col1 - col0 : k, size = rows * cols;
+                std::fill(grid.data(), grid.data() + num * size, T(0));
+                const T* xs[4];
+                for (int m = 0; m < num; ++m) {
+                  const Window<T>& win = wins[first + m];
+                  unblend(g + qs[first + m] * channels + l * n, r, win.fx, win.fy, scale, taps.data());
+                  T* own = grid.data() + m * size + (win.row0 - brow0) * cols + (win.col0 - bcol0);
+                  for (int64_t i = 0; i < k; ++i) std::copy(taps.data() + i * k, taps.data() + (i + 1) * k, own + i * cols);
+                  xs[m] = f1 + qs[first + m] * d;
+                }
+                auto scatter = [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
+                  for (int64_t col = c0; col < c1; ++col) {
+                    T a[4];
+                    for (int m = 0; m < num; ++m) a[m] = grid[m * size + i * cols + col - bcol0];
+                    axpy_multi(a, xs, num, d, dmap + (row * dl.w + col) * d);
+                  }
+                };
+                clip_rows(brow0, bcol0, rows, cols, dl.h, dl.w, scatter, band0, band1);
+              }
+            }
           }
         }
       },
@@ -576,7 +622,7 @@ ffi::Error windows_grad_typed(ffi::ThreadPool& pool, ffi::AnyBuffer f1, ffi::Any
   if (dlevels->size() != levels->size()) return ffi::Error::InvalidArgument("one gradient per level");
   auto dims = f1.dimensions();  // (B, H, W, D)
   windows_grad_impl<T>(pool, f1.typed_data<T>(), *levels, *dlevels, xy.typed_data<T>(), g.typed_data<T>(), dims[0],
-                       dims[1] * dims[2], dims[3], radius, static_cast<T>(scale), df1->typed_data<T>());
+                       dims[1], dims[2], dims[3], radius, static_cast<T>(scale), df1->typed_data<T>());
   return ffi::Error::Success();
 }
 

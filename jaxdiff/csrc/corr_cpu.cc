@@ -389,20 +389,6 @@ void lookup_grad_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& dlevel
   });
 }
 
-// y[0..d) += sum_t a[t] x_t[0..d) over `count` contiguous vectors x_t = x + t d.
-template <typename T>
-void axpy_rows(const T* a, const T* x, int64_t count, int64_t d, T* y) {
-  using V = Vec<T>;
-  int64_t i = 0;
-  for (; i + V::kLanes <= d; i += V::kLanes) {
-    typename V::type acc = V::load(y + i);
-    for (int64_t t = 0; t < count; ++t) acc += a[t] * V::load(x + t * d + i);
-    std::memcpy(y + i, &acc, sizeof(acc));
-  }
-  for (; i < d; ++i)
-    for (int64_t t = 0; t < count; ++t) y[i] += a[t] * x[t * d + i];
-}
-
 // y[0..d) += sum_m a[m] x[m][0..d) over `count` vectors x[m].
 template <typename T>
 void axpy_multi(const T* a, const T* const* x, int count, int64_t d, T* y) {
@@ -417,28 +403,119 @@ void axpy_multi(const T* a, const T* const* x, int count, int64_t d, T* y) {
     for (int m = 0; m < count; ++m) y[i] += a[m] * x[m][i];
 }
 
-// Gradient of windows_impl. df1[q] = sum over the taps of dtap f2_l[tap], queries in parallel;
-// df2_l[tap] += dtap f1[q], in parallel over bands of map rows, each band visiting the queries in
-// order (no two workers write one row; the sums do not depend on the thread count).
+// out[m][0..d) += sum_p a[m ld + p] x[p][0..d) for M rows of coefficients and `count` vectors x[p]
+// (a register tile of M x kCols vectors per pass over the taps).
+template <typename T, int M>
+void tap_gemv(const T* a, int64_t ld, const T* const* x, int64_t count, int64_t d, T* const* out) {
+  using V = Vec<T>;
+  constexpr int kCols = kVecBytes == 64 ? 4 : 2;
+  int64_t i = 0;
+  for (; i + kCols * V::kLanes <= d; i += kCols * V::kLanes) {
+    typename V::type acc[M][kCols] = {};
+    for (int64_t p = 0; p < count; ++p) {
+      typename V::type xv[kCols];
+      for (int c = 0; c < kCols; ++c) xv[c] = V::load(x[p] + i + c * V::kLanes);
+      for (int m = 0; m < M; ++m) {
+        const T am = a[m * ld + p];
+        for (int c = 0; c < kCols; ++c) acc[m][c] += am * xv[c];
+      }
+    }
+    for (int m = 0; m < M; ++m)
+      for (int c = 0; c < kCols; ++c) {
+        const typename V::type sum = V::load(out[m] + i + c * V::kLanes) + acc[m][c];
+        std::memcpy(out[m] + i + c * V::kLanes, &sum, sizeof(sum));
+      }
+  }
+  for (; i < d; ++i)
+    for (int m = 0; m < M; ++m) {
+      T sum = 0;
+      for (int64_t p = 0; p < count; ++p) sum += a[m * ld + p] * x[p][i];
+      out[m][i] += sum;
+    }
+}
+
+// Splits the windows wins[0..count) of one level into groups that share one box of taps (all of
+// them if they fit in (k+2)^2 taps, else one each) and calls f(first, num, box) per group, with the
+// tap cotangents of query first + m (unblended from its rows g_m of g) at box.data + m box.rows box.cols.
+template <typename T, typename F>
+void for_each_tap_group(const Window<T>* wins, const T* const* g, int count, int64_t r, T scale, T* taps, T* grid,
+                        F f) {
+  const int64_t k = 2 * r + 2;
+  if (count == 0) return;
+  int64_t row0 = INT64_MAX, col0 = INT64_MAX, row1 = INT64_MIN, col1 = INT64_MIN;
+  for (int m = 0; m < count; ++m) {
+    row0 = std::min(row0, wins[m].row0), col0 = std::min(col0, wins[m].col0);
+    row1 = std::max(row1, wins[m].row0 + k), col1 = std::max(col1, wins[m].col0 + k);
+  }
+  const bool shared = row1 - row0 <= k + 2 && col1 - col0 <= k + 2;
+  for (int first = 0; first < count; first += shared ? count : 1) {
+    const int num = shared ? count : 1;
+    const Box<T> box = shared ? Box<T>{row0, col0, row1 - row0, col1 - col0, grid}
+                              : Box<T>{wins[first].row0, wins[first].col0, k, k, grid};
+    const int64_t size = box.rows * box.cols;
+    std::fill(grid, grid + num * size, T(0));
+    for (int m = 0; m < num; ++m) {
+      const Window<T>& win = wins[first + m];
+      unblend(g[first + m], r, win.fx, win.fy, scale, taps);
+      T* own = grid + m * size + (win.row0 - box.row0) * box.cols + (win.col0 - box.col0);
+      for (int64_t i = 0; i < k; ++i) std::copy(taps + i * k, taps + (i + 1) * k, own + i * box.cols);
+    }
+    f(first, num, box);
+  }
+}
+
+// Gradient of windows_impl, with the forward's 2 x 2 query blocks sharing a box of taps.
+// df1[q] = sum over the taps of dtap f2_l[tap], blocks in parallel (each f2 vector read once per
+// block); df2_l[tap] += dtap f1[q], in parallel over bands of map rows, each band visiting the
+// blocks in order (no two workers write one row; the sums do not depend on the thread count).
 template <typename T>
 void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>>& levels,
                        const std::vector<Level<T>>& dlevels, const T* xy, const T* g, int64_t batch, int64_t height,
                        int64_t width, int64_t d, int64_t r, T scale, T* df1) {
   const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
   const int64_t queries = height * width, bh = (height + 1) / 2, bw = (width + 1) / 2;
-  parallel_for(pool, batch * queries, [&](int64_t begin, int64_t end) {
-    std::vector<T> taps(k * k);
-    for (int64_t q = begin; q < end; ++q) {
-      T* out = df1 + q * d;
-      std::fill(out, out + d, T(0));
+  parallel_for(pool, batch * bh * bw, [&](int64_t begin, int64_t end) {
+    std::vector<T> taps(k * k), grid(4 * (k + 2) * (k + 2)), coef(4 * (k + 2) * (k + 2));
+    std::vector<const T*> vectors((k + 2) * (k + 2));
+    std::vector<int64_t> at((k + 2) * (k + 2));
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t b = blk / (bh * bw), y = blk / bw % bh * 2, x = blk % bw * 2;
+      int64_t all[4];
+      int total = 0;
+      for (int64_t i = y; i < std::min(y + 2, height); ++i)
+        for (int64_t j = x; j < std::min(x + 2, width); ++j) all[total++] = (b * height + i) * width + j;
+      for (int m = 0; m < total; ++m) std::fill(df1 + all[m] * d, df1 + (all[m] + 1) * d, T(0));
       for (size_t l = 0; l < levels.size(); ++l) {
         const Level<T>& lv = levels[l];
-        const Window<T> win = level_window(xy + 2 * q, l, r, lv);
-        if (win.empty) continue;
-        unblend(g + q * channels + l * n, r, win.fx, win.fy, scale, taps.data());
-        const T* f2 = lv.data + (q / queries) * lv.h * lv.w * d;
-        clip_rows(win.row0, win.col0, k, k, lv.h, lv.w, [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
-          axpy_rows(taps.data() + i * k + (c0 - win.col0), f2 + (row * lv.w + c0) * d, c1 - c0, d, out);
+        const T* f2 = lv.data + b * lv.h * lv.w * d;
+        int64_t qs[4];
+        Window<T> wins[4];
+        int count = 0;
+        for (int m = 0; m < total; ++m) {
+          const Window<T> win = level_window(xy + 2 * all[m], l, r, lv);
+          if (!win.empty) qs[count] = all[m], wins[count++] = win;
+        }
+        const T* gs[4];
+        for (int m = 0; m < count; ++m) gs[m] = g + qs[m] * channels + l * n;
+        for_each_tap_group(wins, gs, count, r, scale, taps.data(), grid.data(), [&](int first, int num, const Box<T>& box) {
+          // The group's in-map taps, each f2 vector read once for all of its queries.
+          T* outs[4];
+          for (int m = 0; m < num; ++m) outs[m] = df1 + qs[first + m] * d;
+          int64_t count_taps = 0;
+          clip_rows(box.row0, box.col0, box.rows, box.cols, lv.h, lv.w, [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
+            for (int64_t col = c0; col < c1; ++col, ++count_taps) {
+              vectors[count_taps] = f2 + (row * lv.w + col) * d;
+              at[count_taps] = i * box.cols + col - box.col0;
+            }
+          });
+          for (int m = 0; m < num; ++m)
+            for (int64_t p = 0; p < count_taps; ++p) coef[m * count_taps + p] = box.data[m * box.rows * box.cols + at[p]];
+          switch (num) {
+            case 4: tap_gemv<T, 4>(coef.data(), count_taps, vectors.data(), count_taps, d, outs); break;
+            case 3: tap_gemv<T, 3>(coef.data(), count_taps, vectors.data(), count_taps, d, outs); break;
+            case 2: tap_gemv<T, 2>(coef.data(), count_taps, vectors.data(), count_taps, d, outs); break;
+            default: tap_gemv<T, 1>(coef.data(), count_taps, vectors.data(), count_taps, d, outs);
+          }
         });
       }
     }
@@ -472,35 +549,21 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
                   if (win.empty || win.row0 + k <= band0 || win.row0 >= band1) continue;
                   qs[count] = q, wins[count++] = win;
                 }
-              int64_t row0 = INT64_MAX, col0 = INT64_MAX, row1 = INT64_MIN, col1 = INT64_MIN;
-              for (int m = 0; m < count; ++m) {
-                row0 = std::min(row0, wins[m].row0), col0 = std::min(col0, wins[m].col0);
-                row1 = std::max(row1, wins[m].row0 + k), col1 = std::max(col1, wins[m].col0 + k);
-              }
-              const bool shared = row1 - row0 <= k + 2 && col1 - col0 <= k + 2;
-              for (int first = 0; first < count; first += shared ? count : 1) {
-                // One box of taps for the group (all queries if their windows fit, else one).
-                const int num = shared ? count : 1;
-                const int64_t brow0 = shared ? row0 : wins[first].row0, bcol0 = shared ? col0 : wins[first].col0;
-                const int64_t rows = shared ? row1 - row0 : k, cols = shared ? col1 - col0 : k, size = rows * cols;
-                std::fill(grid.data(), grid.data() + num * size, T(0));
+              const T* gs[4];
+              for (int m = 0; m < count; ++m) gs[m] = g + qs[m] * channels + l * n;
+              for_each_tap_group(wins, gs, count, r, scale, taps.data(), grid.data(), [&](int first, int num, const Box<T>& box) {
                 const T* xs[4];
-                for (int m = 0; m < num; ++m) {
-                  const Window<T>& win = wins[first + m];
-                  unblend(g + qs[first + m] * channels + l * n, r, win.fx, win.fy, scale, taps.data());
-                  T* own = grid.data() + m * size + (win.row0 - brow0) * cols + (win.col0 - bcol0);
-                  for (int64_t i = 0; i < k; ++i) std::copy(taps.data() + i * k, taps.data() + (i + 1) * k, own + i * cols);
-                  xs[m] = f1 + qs[first + m] * d;
-                }
+                for (int m = 0; m < num; ++m) xs[m] = f1 + qs[first + m] * d;
+                const int64_t size = box.rows * box.cols;
                 auto scatter = [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
                   for (int64_t col = c0; col < c1; ++col) {
                     T a[4];
-                    for (int m = 0; m < num; ++m) a[m] = grid[m * size + i * cols + col - bcol0];
+                    for (int m = 0; m < num; ++m) a[m] = box.data[m * size + i * box.cols + col - box.col0];
                     axpy_multi(a, xs, num, d, dmap + (row * dl.w + col) * d);
                   }
                 };
-                clip_rows(brow0, bcol0, rows, cols, dl.h, dl.w, scatter, band0, band1);
-              }
+                clip_rows(box.row0, box.col0, box.rows, box.cols, dl.h, dl.w, scatter, band0, band1);
+              });
             }
           }
         }

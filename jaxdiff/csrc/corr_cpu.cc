@@ -98,9 +98,9 @@ Window<T> window_at(T x, T y, int64_t r, int64_t h, int64_t w) {
   return win;
 }
 
-// Blends k x k taps (row i at taps + i stride) into (2r+1)^2 outputs, x-offset slow.
+// Blends k x k taps (row i at taps + i stride) into (2r+1)^2 outputs, x-offset slow, times scale.
 template <typename T>
-void blend(const T* taps, int64_t stride, int64_t r, T fx, T fy, T* out) {
+void blend(const T* taps, int64_t stride, int64_t r, T fx, T fy, T* out, T scale = T(1)) {
   const int64_t k = 2 * r + 2, n = 2 * r + 1;
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
@@ -116,7 +116,9 @@ void blend(const T* taps, int64_t stride, int64_t r, T fx, T fy, T* out) {
         const __m512 right = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), taps_k, rows, taps + dx + 1, 4);
         const __m512 x = _mm512_add_ps(_mm512_mul_ps(ax, left), _mm512_mul_ps(bx, right));  // rows_x[.][dx]
         const __m512 below = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(x), _mm512_castps_si512(x), 1));
-        _mm512_mask_storeu_ps(out + dx * n, outs_n, _mm512_add_ps(_mm512_mul_ps(ay, x), _mm512_mul_ps(by, below)));
+        __m512 y = _mm512_add_ps(_mm512_mul_ps(ay, x), _mm512_mul_ps(by, below));
+        if (scale != 1) y = _mm512_mul_ps(y, _mm512_set1_ps(scale));
+        _mm512_mask_storeu_ps(out + dx * n, outs_n, y);
         left = right;
       }
       return;
@@ -131,19 +133,44 @@ void blend(const T* taps, int64_t stride, int64_t r, T fx, T fy, T* out) {
   for (int64_t dx = 0; dx < n; ++dx)
     for (int64_t dy = 0; dy < n; ++dy)
       out[dx * n + dy] = (1 - fy) * rows_x[dy * n + dx] + fy * rows_x[(dy + 1) * n + dx];
+  if (scale != 1)
+    for (int64_t i = 0; i < n * n; ++i) out[i] *= scale;
 }
 
-// Transpose of `blend`: the cotangent g of the (2r+1)^2 outputs -> the k x k tap cotangent.
+// Transpose of `blend`: the cotangent g of the (2r+1)^2 outputs -> the k x k tap cotangent,
+// tap (i, j) written to taps[j ld + i] (by columns).
 template <typename T>
-void unblend(const T* g, int64_t r, T fx, T fy, T scale, T* taps) {
+void unblend(const T* g, int64_t r, T fx, T fy, T scale, T* taps, int64_t ld) {
   const int64_t k = 2 * r + 2, n = 2 * r + 1;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (k <= 16) {
+      // Column j of rows_x from output column j of g, the same operations as below by columns.
+      const __mmask16 outs_n = (1u << n) - 1, taps_k = (1u << k) - 1;
+      const __m512 ax = _mm512_set1_ps(1 - fx), bx = _mm512_set1_ps(fx), ay = _mm512_set1_ps(1 - fy),
+                   by = _mm512_set1_ps(fy), s = _mm512_set1_ps(scale), zero = _mm512_setzero_ps();
+      __m512 left = zero;  // rows_x[.][j - 1]
+      for (int64_t j = 0; j < k; ++j) {
+        __m512 right = zero;  // rows_x[.][j]
+        if (j < n) {
+          const __m512 col = _mm512_maskz_loadu_ps(outs_n, g + j * n);
+          const __m512 above = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(col), _mm512_castps_si512(zero), 15));
+          right = _mm512_mul_ps(s, _mm512_add_ps(_mm512_mul_ps(ay, col), _mm512_mul_ps(by, above)));
+        }
+        _mm512_mask_storeu_ps(taps + j * ld, taps_k, _mm512_add_ps(_mm512_mul_ps(ax, right), _mm512_mul_ps(bx, left)));
+        left = right;
+      }
+      return;
+    }
+  }
+#endif
   T rows_x[64 * 63];  // d rows_x[i][j], i: tap row, j: x-offset
   for (int64_t i = 0; i < k; ++i)
     for (int64_t j = 0; j < n; ++j)
       rows_x[i * n + j] = scale * ((i < n ? (1 - fy) * g[j * n + i] : T(0)) + (i > 0 ? fy * g[j * n + i - 1] : T(0)));
   for (int64_t i = 0; i < k; ++i)
     for (int64_t j = 0; j < k; ++j)
-      taps[i * k + j] = (j < n ? (1 - fx) * rows_x[i * n + j] : T(0)) + (j > 0 ? fx * rows_x[i * n + j - 1] : T(0));
+      taps[j * ld + i] = (j < n ? (1 - fx) * rows_x[i * n + j] : T(0)) + (j > 0 ? fx * rows_x[i * n + j - 1] : T(0));
 }
 
 // Calls f(i, row, c0, c1) for each row i of a rows x cols rectangle at map pixel (row0, col0)
@@ -171,8 +198,8 @@ struct Box {
     });
   }
 
-  void blend_window(const Window<T>& win, int64_t r, T* out) const {
-    blend(data + (win.row0 - row0) * cols + (win.col0 - col0), cols, r, win.fx, win.fy, out);
+  void blend_window(const Window<T>& win, int64_t r, T* out, T scale = T(1)) const {
+    blend(data + (win.row0 - row0) * cols + (win.col0 - col0), cols, r, win.fx, win.fy, out, scale);
   }
 };
 
@@ -214,6 +241,7 @@ struct Vec {
   }
   static T sum(type v) { return hsum<T, kVecBytes>(v); }
 };
+
 
 // out[m][t] = <q[m], taps[t]> for M queries and NT contiguous taps of length d; out rows
 // are `ldo` apart.
@@ -347,8 +375,7 @@ void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>
           for (int m = 0; m < num; ++m) {
             Box<T> own{row0, col0, box.rows, box.cols, patch.data() + m * size};
             T* dst = out + qs[first + m] * channels + l * n;
-            own.blend_window(wins[first + m], r, dst);
-            for (int64_t i = 0; i < n; ++i) dst[i] *= scale;
+            own.blend_window(wins[first + m], r, dst, scale);
           }
           return true;
         };
@@ -380,9 +407,9 @@ void lookup_grad_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& dlevel
         std::fill(map, map + lv.h * lv.w, T(0));
         const Window<T> win = level_window(xy + 2 * q, l, r, lv);
         if (win.empty) continue;
-        unblend(g + q * channels + l * n, r, win.fx, win.fy, T(1), taps.data());
+        unblend(g + q * channels + l * n, r, win.fx, win.fy, T(1), taps.data(), k);
         clip_rows(win.row0, win.col0, k, k, lv.h, lv.w, [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
-          for (int64_t c = c0; c < c1; ++c) map[row * lv.w + c] += taps[i * k + c - win.col0];
+          for (int64_t c = c0; c < c1; ++c) map[row * lv.w + c] += taps[(c - win.col0) * k + i];
         });
       }
     }
@@ -436,10 +463,10 @@ void tap_gemv(const T* a, int64_t ld, const T* const* x, int64_t count, int64_t 
 
 // Splits the windows wins[0..count) of one level into groups that share one box of taps (all of
 // them if they fit in (k+2)^2 taps, else one each) and calls f(first, num, box) per group, with the
-// tap cotangents of query first + m (unblended from its rows g_m of g) at box.data + m box.rows box.cols.
+// tap cotangents of query first + m (unblended from its rows g_m of g) by columns: box tap (i, j) at
+// box.data[m box.rows box.cols + j box.rows + i].
 template <typename T, typename F>
-void for_each_tap_group(const Window<T>* wins, const T* const* g, int count, int64_t r, T scale, T* taps, T* grid,
-                        F f) {
+void for_each_tap_group(const Window<T>* wins, const T* const* g, int count, int64_t r, T scale, T* grid, F f) {
   const int64_t k = 2 * r + 2;
   if (count == 0) return;
   int64_t row0 = INT64_MAX, col0 = INT64_MAX, row1 = INT64_MIN, col1 = INT64_MIN;
@@ -456,9 +483,8 @@ void for_each_tap_group(const Window<T>* wins, const T* const* g, int count, int
     std::fill(grid, grid + num * size, T(0));
     for (int m = 0; m < num; ++m) {
       const Window<T>& win = wins[first + m];
-      unblend(g[first + m], r, win.fx, win.fy, scale, taps);
-      T* own = grid + m * size + (win.row0 - box.row0) * box.cols + (win.col0 - box.col0);
-      for (int64_t i = 0; i < k; ++i) std::copy(taps + i * k, taps + (i + 1) * k, own + i * box.cols);
+      unblend(g[first + m], r, win.fx, win.fy, scale,
+              grid + m * size + (win.col0 - box.col0) * box.rows + (win.row0 - box.row0), box.rows);
     }
     f(first, num, box);
   }
@@ -475,7 +501,7 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
   const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
   const int64_t queries = height * width, bh = (height + 1) / 2, bw = (width + 1) / 2;
   parallel_for(pool, batch * bh * bw, [&](int64_t begin, int64_t end) {
-    std::vector<T> taps(k * k), grid(4 * (k + 2) * (k + 2)), coef(4 * (k + 2) * (k + 2));
+    std::vector<T> grid(4 * (k + 2) * (k + 2)), coef(4 * (k + 2) * (k + 2));
     std::vector<const T*> vectors((k + 2) * (k + 2));
     std::vector<int64_t> at((k + 2) * (k + 2));
     for (int64_t blk = begin; blk < end; ++blk) {
@@ -497,7 +523,7 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
         }
         const T* gs[4];
         for (int m = 0; m < count; ++m) gs[m] = g + qs[m] * channels + l * n;
-        for_each_tap_group(wins, gs, count, r, scale, taps.data(), grid.data(), [&](int first, int num, const Box<T>& box) {
+        for_each_tap_group(wins, gs, count, r, scale, grid.data(), [&](int first, int num, const Box<T>& box) {
           // The group's in-map taps, each f2 vector read once for all of its queries.
           T* outs[4];
           for (int m = 0; m < num; ++m) outs[m] = df1 + qs[first + m] * d;
@@ -505,7 +531,7 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
           clip_rows(box.row0, box.col0, box.rows, box.cols, lv.h, lv.w, [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
             for (int64_t col = c0; col < c1; ++col, ++count_taps) {
               vectors[count_taps] = f2 + (row * lv.w + col) * d;
-              at[count_taps] = i * box.cols + col - box.col0;
+              at[count_taps] = (col - box.col0) * box.rows + i;
             }
           });
           for (int m = 0; m < num; ++m)
@@ -527,7 +553,7 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
   parallel_for(
       pool, bands.size(),
       [&](int64_t begin, int64_t end) {
-        std::vector<T> taps(k * k), grid(4 * (k + 2) * (k + 2));
+        std::vector<T> grid(4 * (k + 2) * (k + 2));
         for (int64_t item = begin; item < end; ++item) {
           const auto [l, band0] = bands[item];
           const Level<T>& dl = dlevels[l];
@@ -551,14 +577,14 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
                 }
               const T* gs[4];
               for (int m = 0; m < count; ++m) gs[m] = g + qs[m] * channels + l * n;
-              for_each_tap_group(wins, gs, count, r, scale, taps.data(), grid.data(), [&](int first, int num, const Box<T>& box) {
+              for_each_tap_group(wins, gs, count, r, scale, grid.data(), [&](int first, int num, const Box<T>& box) {
                 const T* xs[4];
                 for (int m = 0; m < num; ++m) xs[m] = f1 + qs[first + m] * d;
                 const int64_t size = box.rows * box.cols;
                 auto scatter = [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
                   for (int64_t col = c0; col < c1; ++col) {
                     T a[4];
-                    for (int m = 0; m < num; ++m) a[m] = box.data[m * size + i * box.cols + col - box.col0];
+                    for (int m = 0; m < num; ++m) a[m] = box.data[m * size + (col - box.col0) * box.rows + i];
                     axpy_multi(a, xs, num, d, dmap + (row * dl.w + col) * d);
                   }
                 };

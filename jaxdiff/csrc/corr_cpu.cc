@@ -416,18 +416,24 @@ void lookup_grad_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& dlevel
   });
 }
 
-// y[0..d) += sum_m a[m] x[m][0..d) over `count` vectors x[m].
-template <typename T>
-void axpy_multi(const T* a, const T* const* x, int count, int64_t d, T* y) {
+// y_t[0..d) += sum_m a[t][m] x[m][0..d) for nt <= 4 contiguous vectors y_t = y + t d and M vectors x[m]
+// (each chunk of the x[m] loaded once for the nt vectors).
+template <typename T, int M>
+void axpy_taps(const T (*a)[4], const T* const* x, int nt, int64_t d, T* y) {
   using V = Vec<T>;
   int64_t i = 0;
   for (; i + V::kLanes <= d; i += V::kLanes) {
-    typename V::type acc = V::load(y + i);
-    for (int m = 0; m < count; ++m) acc += a[m] * V::load(x[m] + i);
-    std::memcpy(y + i, &acc, sizeof(acc));
+    typename V::type xv[M];
+    for (int m = 0; m < M; ++m) xv[m] = V::load(x[m] + i);
+    for (int t = 0; t < nt; ++t) {
+      typename V::type acc = V::load(y + t * d + i);
+      for (int m = 0; m < M; ++m) acc += a[t][m] * xv[m];
+      std::memcpy(y + t * d + i, &acc, sizeof(acc));
+    }
   }
   for (; i < d; ++i)
-    for (int m = 0; m < count; ++m) y[i] += a[m] * x[m][i];
+    for (int t = 0; t < nt; ++t)
+      for (int m = 0; m < M; ++m) y[t * d + i] += a[t][m] * x[m][i];
 }
 
 // out[m][0..d) += sum_p a[m ld + p] x[p][0..d) for M rows of coefficients and `count` vectors x[p]
@@ -582,10 +588,18 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
                 for (int m = 0; m < num; ++m) xs[m] = f1 + qs[first + m] * d;
                 const int64_t size = box.rows * box.cols;
                 auto scatter = [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
-                  for (int64_t col = c0; col < c1; ++col) {
-                    T a[4];
-                    for (int m = 0; m < num; ++m) a[m] = box.data[m * size + (col - box.col0) * box.rows + i];
-                    axpy_multi(a, xs, num, d, dmap + (row * dl.w + col) * d);
+                  for (int64_t col = c0; col < c1; col += 4) {  // four df2 vectors at a time
+                    const int nt = static_cast<int>(std::min<int64_t>(4, c1 - col));
+                    T a[4][4];
+                    for (int t = 0; t < nt; ++t)
+                      for (int m = 0; m < num; ++m) a[t][m] = box.data[m * size + (col + t - box.col0) * box.rows + i];
+                    T* y = dmap + (row * dl.w + col) * d;
+                    switch (num) {
+                      case 4: axpy_taps<T, 4>(a, xs, nt, d, y); break;
+                      case 3: axpy_taps<T, 3>(a, xs, nt, d, y); break;
+                      case 2: axpy_taps<T, 2>(a, xs, nt, d, y); break;
+                      default: axpy_taps<T, 1>(a, xs, nt, d, y);
+                    }
                   }
                 };
                 clip_rows(box.row0, box.col0, box.rows, box.cols, dl.h, dl.w, scatter, band0, band1);

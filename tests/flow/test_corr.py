@@ -241,21 +241,24 @@ def test_native_kernels_match_numpy_raft_float32(radius):
     np.testing.assert_allclose(jax_lookup(f1, f2, coords, 3, radius, "native"), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_native_gradients_and_vmap_equal_xla():
+@pytest.mark.parametrize("radius", [2, 8])
+def test_native_gradients_and_vmap_equal_xla(radius):
+    """float32: the vectorised (un)blend for 2r+2 <= 16 taps a column, the scalar one beyond."""
     skip_without_native()
     f1, f2, coords = make_inputs(11, b=1, h=8, w=9, d=5, flow_scale=2.0, dtype=np.float32)
     f1, f2, coords = jnp.asarray(f1), jnp.asarray(f2), jnp.asarray(coords)
 
     def loss(a, b, kernel):
-        out = corr.lookup_on_the_fly(a, b, coords, 2, 2, kernel=kernel)
-        return jnp.sum(jnp.sin(out) * out) + jnp.sum(corr.lookup(corr.correlation_pyramid(a, b, 2), coords, 2, kernel=kernel) ** 2)
+        out = corr.lookup_on_the_fly(a, b, coords, radius, 2, kernel=kernel)
+        pyramid = corr.correlation_pyramid(a, b, 2)
+        return jnp.sum(jnp.sin(out) * out) + jnp.sum(corr.lookup(pyramid, coords, radius, kernel=kernel) ** 2)
 
     grads = {k: jax.grad(loss, argnums=(0, 1))(f1, f2, k) for k in ("xla", "native")}
     for g_native, g_xla in zip(grads["native"], grads["xla"]):
         np.testing.assert_allclose(np.asarray(g_native), np.asarray(g_xla), rtol=1e-5, atol=1e-5)
     shifts = jnp.arange(3.0)[:, None, None, None, None]
     batched = {
-        k: jax.vmap(lambda s, k=k: corr.lookup_on_the_fly(f1, f2, coords + s, 2, 2, kernel=k))(shifts)
+        k: jax.vmap(lambda s, k=k: corr.lookup_on_the_fly(f1, f2, coords + s, radius, 2, kernel=k))(shifts)
         for k in ("xla", "native")
     }
     np.testing.assert_allclose(np.asarray(batched["native"]), np.asarray(batched["xla"]), rtol=1e-5, atol=1e-5)

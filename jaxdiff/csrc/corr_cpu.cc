@@ -243,6 +243,25 @@ struct Vec {
 };
 
 
+#if defined(__AVX512F__)
+// Lane 4 g + s of the result is the sum of the 16 lanes of v[4 g + s]: a transposed reduction,
+// 45 shuffles and adds for 16 sums.
+inline __m512 sum16(const __m512* v) {
+  __m512 a[8], b[4], c[2];
+  for (int p = 0; p < 8; ++p)
+    a[p] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * p], v[2 * p + 1]), _mm512_unpackhi_ps(v[2 * p], v[2 * p + 1]));
+  for (int p = 0; p < 4; ++p) {
+    const __m512d x = _mm512_castps_pd(a[2 * p]), y = _mm512_castps_pd(a[2 * p + 1]);
+    b[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  for (int p = 0; p < 2; ++p)
+    c[p] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+#endif
+
 // out[m][t] = <q[m], taps[t]> for M queries and NT contiguous taps of length d; out rows
 // are `ldo` apart.
 template <typename T, int M, int NT>
@@ -258,8 +277,24 @@ void dots_fixed(const T* const* q, const T* taps, int64_t d, T* out, int64_t ldo
       for (int m = 0; m < M; ++m) acc[m][t] += qv[m] * tv;
     }
   }
+  int t0 = 0;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && M == 4 && NT >= 4) {
+    if (i == d) {  // taps 0..3 of the four queries in one transposed reduction
+      __m512 v[16];
+      for (int m = 0; m < 4; ++m)
+        for (int t = 0; t < 4; ++t) v[4 * m + t] = acc[m][t];
+      const __m512 sums = sum16(v);
+      _mm_storeu_ps(out, _mm512_extractf32x4_ps(sums, 0));
+      _mm_storeu_ps(out + ldo, _mm512_extractf32x4_ps(sums, 1));
+      _mm_storeu_ps(out + 2 * ldo, _mm512_extractf32x4_ps(sums, 2));
+      _mm_storeu_ps(out + 3 * ldo, _mm512_extractf32x4_ps(sums, 3));
+      t0 = 4;
+    }
+  }
+#endif
   for (int m = 0; m < M; ++m)
-    for (int t = 0; t < NT; ++t) {
+    for (int t = t0; t < NT; ++t) {
       T s = V::sum(acc[m][t]);
       for (int64_t j = i; j < d; ++j) s += q[m][j] * taps[t * d + j];
       out[m * ldo + t] = s;

@@ -260,6 +260,20 @@ inline __m512 sum16(const __m512* v) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
                        _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
+
+// Lane 4 g + s of blocks g = 0 and 2 of the result is the sum of the 16 lanes of v[4 (g / 2) + s].
+inline __m512 sum8(const __m512* v) {
+  __m512 a[4], b[2];
+  for (int p = 0; p < 4; ++p)
+    a[p] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * p], v[2 * p + 1]), _mm512_unpackhi_ps(v[2 * p], v[2 * p + 1]));
+  for (int p = 0; p < 2; ++p) {
+    const __m512d x = _mm512_castps_pd(a[2 * p]), y = _mm512_castps_pd(a[2 * p + 1]);
+    b[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  const __m512 c = _mm512_add_ps(_mm512_shuffle_f32x4(b[0], b[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_f32x4(b[0], b[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(c, _mm512_shuffle_f32x4(c, c, _MM_SHUFFLE(2, 3, 0, 1)));
+}
 #endif
 
 // out[m][t] = <q[m], taps[t]> for M queries and NT contiguous taps of length d; out rows
@@ -290,6 +304,16 @@ void dots_fixed(const T* const* q, const T* taps, int64_t d, T* out, int64_t ldo
       _mm_storeu_ps(out + 2 * ldo, _mm512_extractf32x4_ps(sums, 2));
       _mm_storeu_ps(out + 3 * ldo, _mm512_extractf32x4_ps(sums, 3));
       t0 = 4;
+      if constexpr (NT == 6) {  // taps 4, 5: eight sums, block 0 queries 0 and 1, block 2 queries 2 and 3
+        for (int m = 0; m < 4; ++m) v[2 * m] = acc[m][4], v[2 * m + 1] = acc[m][5];
+        const __m512 pairs = sum8(v);
+        const __m128 lo = _mm512_extractf32x4_ps(pairs, 0), hi = _mm512_extractf32x4_ps(pairs, 2);
+        _mm_storel_pi(reinterpret_cast<__m64*>(out + 4), lo);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(out + ldo + 4), lo);
+        _mm_storel_pi(reinterpret_cast<__m64*>(out + 2 * ldo + 4), hi);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(out + 3 * ldo + 4), hi);
+        t0 = 6;
+      }
     }
   }
 #endif

@@ -244,34 +244,29 @@ struct Vec {
 
 
 #if defined(__AVX512F__)
+// Lane s of 128-bit block j of the result: the sum of lanes 4 j .. 4 j + 3 of v[s], s < 4.
+__attribute__((always_inline)) inline __m512 block_sums4(const __m512* v) {
+  const __m512d x = _mm512_castps_pd(_mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1])));
+  const __m512d y = _mm512_castps_pd(_mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3])));
+  return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+}
+
+// Blocks (b0.0 + b0.1, b0.2 + b0.3, b1.0 + b1.1, b1.2 + b1.3) of two block_sums4 results.
+__attribute__((always_inline)) inline __m512 add_block_pairs(__m512 b0, __m512 b1) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 // Lane 4 g + s of the result is the sum of the 16 lanes of v[4 g + s]: a transposed reduction,
 // 45 shuffles and adds for 16 sums.
 inline __m512 sum16(const __m512* v) {
-  __m512 a[8], b[4], c[2];
-  for (int p = 0; p < 8; ++p)
-    a[p] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * p], v[2 * p + 1]), _mm512_unpackhi_ps(v[2 * p], v[2 * p + 1]));
-  for (int p = 0; p < 4; ++p) {
-    const __m512d x = _mm512_castps_pd(a[2 * p]), y = _mm512_castps_pd(a[2 * p + 1]);
-    b[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-  }
-  for (int p = 0; p < 2; ++p)
-    c[p] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                       _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return add_block_pairs(add_block_pairs(block_sums4(v), block_sums4(v + 4)),
+                         add_block_pairs(block_sums4(v + 8), block_sums4(v + 12)));
 }
 
-// Lane 4 g + s of blocks g = 0 and 2 of the result is the sum of the 16 lanes of v[4 (g / 2) + s].
+// Lane s of block 0 (block 2) of the result is the sum of the 16 lanes of v[s] (v[4 + s]).
 inline __m512 sum8(const __m512* v) {
-  __m512 a[4], b[2];
-  for (int p = 0; p < 4; ++p)
-    a[p] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * p], v[2 * p + 1]), _mm512_unpackhi_ps(v[2 * p], v[2 * p + 1]));
-  for (int p = 0; p < 2; ++p) {
-    const __m512d x = _mm512_castps_pd(a[2 * p]), y = _mm512_castps_pd(a[2 * p + 1]);
-    b[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-  }
-  const __m512 c = _mm512_add_ps(_mm512_shuffle_f32x4(b[0], b[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm512_shuffle_f32x4(b[0], b[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 c = add_block_pairs(block_sums4(v), block_sums4(v + 4));
   return _mm512_add_ps(c, _mm512_shuffle_f32x4(c, c, _MM_SHUFFLE(2, 3, 0, 1)));
 }
 #endif

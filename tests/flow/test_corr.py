@@ -229,11 +229,12 @@ def test_native_kernels_match_numpy_raft_float64(x64, b, h, w, levels, radius, f
     np.testing.assert_allclose(jax_lookup(f1, f2, coords, levels, radius, "native"), ref, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("radius", [2, 8])
-def test_native_kernels_match_numpy_raft_float32(radius):
-    """float32: the vectorised window blend (2r+2 <= 16 taps a column) and the scalar one beyond."""
+@pytest.mark.parametrize("radius,d", [(2, 48), (2, 35), (8, 48)])
+def test_native_kernels_match_numpy_raft_float32(radius, d):
+    """float32: the vectorised window blend (2r+2 <= 16 taps a column) and the scalar one beyond; D a
+    multiple of 16 (dot products summed by transposed reductions) and not (horizontal sums and a tail)."""
     skip_without_native()
-    f1, f2, coords = make_inputs(11, h=19, w=21, d=35, flow_scale=0.5)
+    f1, f2, coords = make_inputs(11, h=19, w=21, d=d, flow_scale=0.5)
     ref = NumpyCorrBlock(nchw(f1), nchw(f2), 3, radius)(nchw(coords)).transpose(0, 2, 3, 1)
     f1, f2, coords = (a.astype(np.float32) for a in (f1, f2, coords))
     out = corr.lookup_on_the_fly(jnp.asarray(f1), jnp.asarray(f2), coords, radius, 3, kernel="native")

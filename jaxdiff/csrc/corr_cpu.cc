@@ -13,7 +13,8 @@
 //       map_l of query q is volume_l[q], volume_l of shape (Q, h_l, w_l).
 //   jaxdiff_corr_windows(f1 (B, H, W, D), xy (B, H, W, 2), f2_0, ..., f2_{L-1}; radius, scale)
 //       -> (B, H W, L (2r+1)^2): map_l is computed on the fly, tap (i, j) = scale <f1[b, y, x], f2_l[b, i, j]>,
-//       f2_l of shape (B, h_l, w_l, D).
+//       f2_l of shape (B, h_l, w_l, D), each level the 2 x 2 average pool of the one before (floor
+//       sizes): some level-(l+1) taps are taken as the mean of four level-l taps.
 //
 // Non-finite coordinates give an all-zero window. Queries are split into blocks that the
 // caller and XLA's intra-op thread pool take from a shared counter.
@@ -98,22 +99,29 @@ Window<T> window_at(T x, T y, int64_t r, int64_t h, int64_t w) {
   return win;
 }
 
-// Blends k x k taps (row i at taps + i stride) into (2r+1)^2 outputs, x-offset slow, times scale.
+// Blends k x k taps (tap (i, j) at taps + i row_stride + j col_stride) into (2r+1)^2 outputs,
+// x-offset slow, times scale.
 template <typename T>
-void blend(const T* taps, int64_t stride, int64_t r, T fx, T fy, T* out, T scale = T(1)) {
+void blend(const T* taps, int64_t row_stride, int64_t col_stride, int64_t r, T fx, T fy, T* out, T scale = T(1)) {
   const int64_t k = 2 * r + 2, n = 2 * r + 1;
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
-    if (k <= 16 && stride <= INT32_MAX / 16) {
-      // Column j of the taps is one gather; the same operations as below, by columns.
+    if (k <= 16 && row_stride <= INT32_MAX / 16) {
+      // Column j of the taps is one load (one gather unless row_stride is 1); the same operations
+      // as below, by columns.
       const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                              _mm512_set1_epi32(static_cast<int>(stride)));
+                                              _mm512_set1_epi32(static_cast<int>(row_stride)));
       const __mmask16 taps_k = (1u << k) - 1, outs_n = (1u << n) - 1;
+      auto column = [&](int64_t j) {
+        const T* first = taps + j * col_stride;
+        return row_stride == 1 ? _mm512_maskz_loadu_ps(taps_k, first)
+                               : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), taps_k, rows, first, 4);
+      };
       const __m512 ax = _mm512_set1_ps(1 - fx), bx = _mm512_set1_ps(fx), ay = _mm512_set1_ps(1 - fy),
                    by = _mm512_set1_ps(fy);
-      __m512 left = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), taps_k, rows, taps, 4);
+      __m512 left = column(0);
       for (int64_t dx = 0; dx < n; ++dx) {
-        const __m512 right = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), taps_k, rows, taps + dx + 1, 4);
+        const __m512 right = column(dx + 1);
         const __m512 x = _mm512_add_ps(_mm512_mul_ps(ax, left), _mm512_mul_ps(bx, right));  // rows_x[.][dx]
         const __m512 below = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(x), _mm512_castps_si512(x), 1));
         __m512 y = _mm512_add_ps(_mm512_mul_ps(ay, x), _mm512_mul_ps(by, below));
@@ -127,8 +135,8 @@ void blend(const T* taps, int64_t stride, int64_t r, T fx, T fy, T* out, T scale
 #endif
   T rows_x[64 * 63];
   for (int64_t i = 0; i < k; ++i) {
-    const T* row = taps + i * stride;
-    for (int64_t j = 0; j < n; ++j) rows_x[i * n + j] = (1 - fx) * row[j] + fx * row[j + 1];
+    const T* row = taps + i * row_stride;
+    for (int64_t j = 0; j < n; ++j) rows_x[i * n + j] = (1 - fx) * row[j * col_stride] + fx * row[(j + 1) * col_stride];
   }
   for (int64_t dx = 0; dx < n; ++dx)
     for (int64_t dy = 0; dy < n; ++dy)
@@ -184,22 +192,24 @@ void clip_rows(int64_t row0, int64_t col0, int64_t rows, int64_t cols, int64_t h
   for (int64_t i = std::max<int64_t>(0, std::max<int64_t>(lo, 0) - row0); i < i1; ++i) f(i, row0 + i, c0, c1);
 }
 
-// A rectangle of taps, zero outside the map: entry (i, j) is map pixel (row0 + i, col0 + j).
+// A rectangle of taps by columns, zero outside the map: entry (i, j) is map pixel
+// (row0 + i, col0 + j), at data[j rows + i].
 template <typename T>
 struct Box {
   int64_t row0, col0, rows, cols;
-  T* data;  // rows x cols
+  T* data;  // cols x rows
 
-  // fill_row(row, col_begin, col_end, dst) writes each in-map row segment; the rest is untouched.
-  template <typename FillRow>
-  void fill(int64_t h, int64_t w, FillRow fill_row) {
-    clip_rows(row0, col0, rows, cols, h, w, [&](int64_t i, int64_t row, int64_t c0, int64_t c1) {
-      fill_row(row, c0, c1, data + i * cols + (c0 - col0));
-    });
+  // fill_col(col, row_begin, row_end, dst) writes each in-map column segment; the rest is untouched.
+  template <typename FillCol>
+  void fill(int64_t h, int64_t w, FillCol fill_col) const {
+    const int64_t r0 = std::max<int64_t>(row0, 0), r1 = std::min(row0 + rows, h);
+    if (r0 >= r1) return;
+    for (int64_t col = std::max<int64_t>(col0, 0); col < std::min(col0 + cols, w); ++col)
+      fill_col(col, r0, r1, data + (col - col0) * rows + (r0 - row0));
   }
 
   void blend_window(const Window<T>& win, int64_t r, T* out, T scale = T(1)) const {
-    blend(data + (win.row0 - row0) * cols + (win.col0 - col0), cols, r, win.fx, win.fy, out, scale);
+    blend(data + (win.col0 - col0) * rows + (win.row0 - row0), 1, rows, r, win.fx, win.fy, out, scale);
   }
 };
 
@@ -259,22 +269,92 @@ __attribute__((always_inline)) inline __m512 add_block_pairs(__m512 b0, __m512 b
 
 // Lane 4 g + s of the result is the sum of the 16 lanes of v[4 g + s]: a transposed reduction,
 // 45 shuffles and adds for 16 sums.
-inline __m512 sum16(const __m512* v) {
+__attribute__((always_inline)) inline __m512 sum16(const __m512* v) {
   return add_block_pairs(add_block_pairs(block_sums4(v), block_sums4(v + 4)),
                          add_block_pairs(block_sums4(v + 8), block_sums4(v + 12)));
 }
 
+// Lane s of the result is the sum of the 16 lanes of v[s], s < 4.
+__attribute__((always_inline)) inline __m128 sum4(const __m512* v) {
+  const __m512 b = block_sums4(v);
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 // Lane s of block 0 (block 2) of the result is the sum of the 16 lanes of v[s] (v[4 + s]).
-inline __m512 sum8(const __m512* v) {
+__attribute__((always_inline)) inline __m512 sum8(const __m512* v) {
   const __m512 c = add_block_pairs(block_sums4(v), block_sums4(v + 4));
   return _mm512_add_ps(c, _mm512_shuffle_f32x4(c, c, _MM_SHUFFLE(2, 3, 0, 1)));
 }
 #endif
 
-// out[m][t] = <q[m], taps[t]> for M queries and NT contiguous taps of length d; out rows
-// are `ldo` apart.
+#if defined(__AVX512F__)
+// The float kernel of dots_fixed: M query vectors and M x NT accumulators in registers, plain
+// loads (masked ones slow the loop by a third, so the last d mod 16 channels are added after).
+template <int M, int NT>
+__attribute__((always_inline)) inline void dots_avx512(const float* const* q, const float* taps, int64_t stride,
+                                                       int64_t d, float* out, int64_t ldo) {
+  __m512 acc[M][NT] = {};
+  const float* tap[NT];
+  for (int t = 0; t < NT; ++t) tap[t] = taps + t * stride;
+  const int64_t full = d & ~int64_t(15);
+  for (int64_t i = 0; i < full; i += 16) {
+    __m512 qv[M];
+    for (int m = 0; m < M; ++m) qv[m] = _mm512_loadu_ps(q[m] + i);
+    for (int t = 0; t < NT; ++t) {
+      const __m512 tv = _mm512_loadu_ps(tap[t] + i);
+      for (int m = 0; m < M; ++m) acc[m][t] = _mm512_fmadd_ps(qv[m], tv, acc[m][t]);
+    }
+  }
+  if constexpr (M == 4) {
+    // Transposed reductions: taps 0..3, then a pair, then one (constant indices keep acc in registers).
+    static_assert(NT <= 7);
+    constexpr int kPair = NT >= 4 ? 4 : 0, kOne = kPair + (NT - kPair >= 2 ? 2 : 0);
+    if constexpr (NT >= 4) {
+      const __m512 v[16] = {acc[0][0], acc[0][1], acc[0][2], acc[0][3], acc[1][0], acc[1][1], acc[1][2], acc[1][3],
+                            acc[2][0], acc[2][1], acc[2][2], acc[2][3], acc[3][0], acc[3][1], acc[3][2], acc[3][3]};
+      const __m512 sums = sum16(v);
+      _mm_storeu_ps(out, _mm512_extractf32x4_ps(sums, 0));
+      _mm_storeu_ps(out + ldo, _mm512_extractf32x4_ps(sums, 1));
+      _mm_storeu_ps(out + 2 * ldo, _mm512_extractf32x4_ps(sums, 2));
+      _mm_storeu_ps(out + 3 * ldo, _mm512_extractf32x4_ps(sums, 3));
+    }
+    if constexpr (kOne > kPair) {  // eight sums: block 0 queries 0 and 1, block 2 queries 2 and 3
+      constexpr int t = kPair;
+      const __m512 v[8] = {acc[0][t], acc[0][t + 1], acc[1][t], acc[1][t + 1],
+                           acc[2][t], acc[2][t + 1], acc[3][t], acc[3][t + 1]};
+      const __m512 pairs = sum8(v);
+      const __m128 lo = _mm512_extractf32x4_ps(pairs, 0), hi = _mm512_extractf32x4_ps(pairs, 2);
+      _mm_storel_pi(reinterpret_cast<__m64*>(out + t), lo);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(out + ldo + t), lo);
+      _mm_storel_pi(reinterpret_cast<__m64*>(out + 2 * ldo + t), hi);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(out + 3 * ldo + t), hi);
+    }
+    if constexpr (kOne < NT) {
+      constexpr int t = kOne;
+      const __m512 v[4] = {acc[0][t], acc[1][t], acc[2][t], acc[3][t]};
+      const __m128 one = sum4(v);
+      _mm_store_ss(out + t, one);
+      _mm_store_ss(out + ldo + t, _mm_movehdup_ps(one));
+      _mm_store_ss(out + 2 * ldo + t, _mm_movehl_ps(one, one));
+      _mm_store_ss(out + 3 * ldo + t, _mm_shuffle_ps(one, one, 3));
+    }
+  } else {
+    for (int m = 0; m < M; ++m)
+      for (int t = 0; t < NT; ++t) out[m * ldo + t] = _mm512_reduce_add_ps(acc[m][t]);
+  }
+  for (int64_t j = full; j < d; ++j)
+    for (int m = 0; m < M; ++m)
+      for (int t = 0; t < NT; ++t) out[m * ldo + t] += q[m][j] * tap[t][j];
+}
+#endif
+
+// out[m][t] = <q[m], taps + t stride> for M queries and NT taps of length d; out rows are `ldo` apart.
 template <typename T, int M, int NT>
-void dots_fixed(const T* const* q, const T* taps, int64_t d, T* out, int64_t ldo) {
+void dots_fixed(const T* const* q, const T* taps, int64_t stride, int64_t d, T* out, int64_t ldo) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return dots_avx512<M, NT>(q, taps, stride, d, out, ldo);
+#endif
   using V = Vec<T>;
   typename V::type acc[M][NT] = {};
   int64_t i = 0;
@@ -282,57 +362,33 @@ void dots_fixed(const T* const* q, const T* taps, int64_t d, T* out, int64_t ldo
     typename V::type qv[M];
     for (int m = 0; m < M; ++m) qv[m] = V::load(q[m] + i);
     for (int t = 0; t < NT; ++t) {
-      const typename V::type tv = V::load(taps + t * d + i);
+      const typename V::type tv = V::load(taps + t * stride + i);
       for (int m = 0; m < M; ++m) acc[m][t] += qv[m] * tv;
     }
   }
-  int t0 = 0;
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float> && M == 4 && NT >= 4) {
-    if (i == d) {  // taps 0..3 of the four queries in one transposed reduction
-      __m512 v[16];
-      for (int m = 0; m < 4; ++m)
-        for (int t = 0; t < 4; ++t) v[4 * m + t] = acc[m][t];
-      const __m512 sums = sum16(v);
-      _mm_storeu_ps(out, _mm512_extractf32x4_ps(sums, 0));
-      _mm_storeu_ps(out + ldo, _mm512_extractf32x4_ps(sums, 1));
-      _mm_storeu_ps(out + 2 * ldo, _mm512_extractf32x4_ps(sums, 2));
-      _mm_storeu_ps(out + 3 * ldo, _mm512_extractf32x4_ps(sums, 3));
-      t0 = 4;
-      if constexpr (NT == 6) {  // taps 4, 5: eight sums, block 0 queries 0 and 1, block 2 queries 2 and 3
-        for (int m = 0; m < 4; ++m) v[2 * m] = acc[m][4], v[2 * m + 1] = acc[m][5];
-        const __m512 pairs = sum8(v);
-        const __m128 lo = _mm512_extractf32x4_ps(pairs, 0), hi = _mm512_extractf32x4_ps(pairs, 2);
-        _mm_storel_pi(reinterpret_cast<__m64*>(out + 4), lo);
-        _mm_storeh_pi(reinterpret_cast<__m64*>(out + ldo + 4), lo);
-        _mm_storel_pi(reinterpret_cast<__m64*>(out + 2 * ldo + 4), hi);
-        _mm_storeh_pi(reinterpret_cast<__m64*>(out + 3 * ldo + 4), hi);
-        t0 = 6;
-      }
-    }
-  }
-#endif
   for (int m = 0; m < M; ++m)
-    for (int t = t0; t < NT; ++t) {
+    for (int t = 0; t < NT; ++t) {
       T s = V::sum(acc[m][t]);
-      for (int64_t j = i; j < d; ++j) s += q[m][j] * taps[t * d + j];
+      for (int64_t j = i; j < d; ++j) s += q[m][j] * taps[t * stride + j];
       out[m * ldo + t] = s;
     }
 }
 
+// dots_fixed over `count` taps (taps + t stride), kTaps at a time.
 template <typename T, int M>
-void dots(const T* const* q, const T* taps, int64_t count, int64_t d, T* out, int64_t ldo) {
+void dots(const T* const* q, const T* taps, int64_t stride, int64_t count, int64_t d, T* out, int64_t ldo) {
   // Registers: M query vectors and M x kTaps accumulators.
   constexpr int kTaps = M == 1 ? 8 : M == 2 ? (kVecBytes == 64 ? 6 : 4) : (kVecBytes == 64 ? 6 : 2);
-  for (; count >= kTaps; count -= kTaps, taps += kTaps * d, out += kTaps) dots_fixed<T, M, kTaps>(q, taps, d, out, ldo);
+  for (; count >= kTaps; count -= kTaps, taps += kTaps * stride, out += kTaps)
+    dots_fixed<T, M, kTaps>(q, taps, stride, d, out, ldo);
   switch (count) {
-    case 7: return dots_fixed<T, M, 7>(q, taps, d, out, ldo);
-    case 6: return dots_fixed<T, M, 6>(q, taps, d, out, ldo);
-    case 5: return dots_fixed<T, M, 5>(q, taps, d, out, ldo);
-    case 4: return dots_fixed<T, M, 4>(q, taps, d, out, ldo);
-    case 3: return dots_fixed<T, M, 3>(q, taps, d, out, ldo);
-    case 2: return dots_fixed<T, M, 2>(q, taps, d, out, ldo);
-    case 1: return dots_fixed<T, M, 1>(q, taps, d, out, ldo);
+    case 7: return dots_fixed<T, M, 7>(q, taps, stride, d, out, ldo);
+    case 6: return dots_fixed<T, M, 6>(q, taps, stride, d, out, ldo);
+    case 5: return dots_fixed<T, M, 5>(q, taps, stride, d, out, ldo);
+    case 4: return dots_fixed<T, M, 4>(q, taps, stride, d, out, ldo);
+    case 3: return dots_fixed<T, M, 3>(q, taps, stride, d, out, ldo);
+    case 2: return dots_fixed<T, M, 2>(q, taps, stride, d, out, ldo);
+    case 1: return dots_fixed<T, M, 1>(q, taps, stride, d, out, ldo);
     default: return;
   }
 }
@@ -369,13 +425,13 @@ void lookup_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& levels, con
         }
         const T* map = lv.data + q * lv.h * lv.w;
         if (win.row0 >= 0 && win.col0 >= 0 && win.row0 + k <= lv.h && win.col0 + k <= lv.w) {
-          blend(map + win.row0 * lv.w + win.col0, lv.w, r, win.fx, win.fy, dst);
+          blend(map + win.row0 * lv.w + win.col0, lv.w, 1, r, win.fx, win.fy, dst);
           continue;
         }
         Box<T> box{win.row0, win.col0, k, k, patch.data()};
         std::fill(patch.begin(), patch.end(), T(0));
-        box.fill(lv.h, lv.w, [&](int64_t row, int64_t c0, int64_t c1, T* d) {
-          for (int64_t c = c0; c < c1; ++c) d[c - c0] = map[row * lv.w + c];
+        box.fill(lv.h, lv.w, [&](int64_t col, int64_t r0, int64_t r1, T* d) {
+          for (int64_t row = r0; row < r1; ++row) d[row - r0] = map[row * lv.w + col];
         });
         box.blend_window(win, r, dst);
       }
@@ -383,25 +439,57 @@ void lookup_impl(ffi::ThreadPool& pool, const std::vector<Level<T>>& levels, con
   });
 }
 
+// out[j] = mean of the 2 x 2 taps a[2 j], a[2 j + 1], b[2 j], b[2 j + 1] with b = a + stride, j < n.
+template <typename T>
+void pool_pairs(const T* above, int64_t stride, int64_t n, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (n <= 8) {
+      const __mmask16 in = static_cast<__mmask16>((1u << (2 * n)) - 1);
+      const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(in, above), _mm512_maskz_loadu_ps(in, above + stride));
+      const __m512i even = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
+      const __m512 s = _mm512_permutexvar_ps(even, v);  // even lanes in the low half, odd in the high
+      const __m256 sum = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1));
+      _mm256_mask_storeu_ps(out, static_cast<__mmask8>((1u << n) - 1), _mm256_mul_ps(sum, _mm256_set1_ps(0.25f)));
+      return;
+    }
+  }
+#endif
+  for (int64_t j = 0; j < n; ++j)
+    out[j] = (above[2 * j] + above[stride + 2 * j] + above[2 * j + 1] + above[stride + 2 * j + 1]) * T(0.25);
+}
+
+// floor(x / 2) and ceil(x / 2) for any sign of x.
+inline int64_t floor_half(int64_t x) { return x >= 0 ? x / 2 : -((1 - x) / 2); }
+inline int64_t ceil_half(int64_t x) { return -floor_half(-x); }
+
 // On the fly: tap (i, j) of query q = scale <f1[q], f2_l[b, i, j]>. Queries go in 2 x 2 blocks;
 // a block whose windows lie within one (2r+4)^2 box of taps shares it (each tap is loaded once
 // for all four queries), else each row pair that fits shares a box, else each query has its own.
+// Boxes are filled by columns, so the blend reads a window column with one load. f2_{l+1} is
+// the 2 x 2 average pool of f2_l, so a level-(l+1) tap whose four children lie in the block's
+// shared level-l box is their mean (the pooled volume's value), not a dot product.
 template <typename T>
 void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>>& levels, const T* xy, int64_t batch,
                   int64_t height, int64_t width, int64_t d, int64_t r, T scale, T* out) {
   const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
   const int64_t bh = (height + 1) / 2, bw = (width + 1) / 2;
+  const int64_t box_size = (k + 2) * (k + 2), patch_size = 4 * box_size;
   parallel_for(pool, batch * bh * bw, [&](int64_t begin, int64_t end) {
-    std::vector<T> patch(4 * (k + 2) * (k + 2));
+    std::vector<T> patches(2 * patch_size);
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t b = blk / (bh * bw), y = blk / bw % bh * 2, x = blk % bw * 2;
       int64_t qs[4];
       int count = 0;
       for (int64_t i = y; i < std::min(y + 2, height); ++i)
         for (int64_t j = x; j < std::min(x + 2, width); ++j) qs[count++] = (b * height + i) * width + j;
+      const T* q[4];
+      for (int m = 0; m < count; ++m) q[m] = f1 + qs[m] * d;
+      Box<T> parent{0, 0, 0, 0, nullptr};  // the previous level's box shared by all four queries
       for (size_t l = 0; l < levels.size(); ++l) {
         const Level<T>& lv = levels[l];
         const T* f2 = lv.data + b * lv.h * lv.w * d;
+        T* patch = patches.data() + (l % 2) * patch_size;
         Window<T> wins[4];
         for (int m = 0; m < count; ++m) wins[m] = level_window(xy + 2 * qs[m], l, r, lv);
         // Queries first..first+num from one shared box if their windows fit in (k+2)^2 taps.
@@ -414,26 +502,43 @@ void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>
           }
           if (num > 1 && (row1 - row0 > k + 2 || col1 - col0 > k + 2)) return false;
           const int64_t size = (row1 - row0) * (col1 - col0);
-          std::fill(patch.data(), patch.data() + num * size, T(0));
-          const T* q[4];
-          for (int m = 0; m < num; ++m) q[m] = f1 + qs[first + m] * d;
-          Box<T> box{row0, col0, row1 - row0, col1 - col0, patch.data()};
-          box.fill(lv.h, lv.w, [&](int64_t row, int64_t c0, int64_t c1, T* dst) {
-            const T* taps = f2 + (row * lv.w + c0) * d;
-            switch (num) {  // dst + m size: the same tap in query m's patch
-              case 4: return dots<T, 4>(q, taps, c1 - c0, d, dst, size);
-              case 2: return dots<T, 2>(q, taps, c1 - c0, d, dst, size);
-              default: return dots<T, 1>(q, taps, c1 - c0, d, dst, size);
+          if (row0 < 0 || col0 < 0 || row1 > lv.h || col1 > lv.w) std::fill(patch, patch + num * size, T(0));
+          Box<T> box{row0, col0, row1 - row0, col1 - col0, patch};
+          // Taps with all four children in the parent box: rows [pr0, pr1), columns [pc0, pc1).
+          int64_t pr0 = 0, pr1 = 0, pc0 = 0, pc1 = 0;
+          if (num == 4 && parent.data) {
+            pr0 = ceil_half(parent.row0), pr1 = floor_half(parent.row0 + parent.rows);
+            pc0 = ceil_half(parent.col0), pc1 = floor_half(parent.col0 + parent.cols);
+          }
+          box.fill(lv.h, lv.w, [&](int64_t col, int64_t r0, int64_t r1, T* dst) {
+            // Rows [m0, m1) from the parent, the rest as dot products (dst + m size: query m's patch).
+            int64_t m0 = std::max(r0, pr0), m1 = std::min(r1, pr1);
+            if (col < pc0 || col >= pc1 || m0 >= m1) m0 = m1 = r1;
+            const int64_t stride = lv.w * d;  // one map row
+            for (auto [a, b] : {std::pair{r0, m0}, std::pair{m1, r1}}) {
+              if (a == b) continue;
+              const T* taps = f2 + (a * lv.w + col) * d;
+              switch (num) {
+                case 4: dots<T, 4>(q + first, taps, stride, b - a, d, dst + (a - r0), size); break;
+                case 2: dots<T, 2>(q + first, taps, stride, b - a, d, dst + (a - r0), size); break;
+                default: dots<T, 1>(q + first, taps, stride, b - a, d, dst + (a - r0), size);
+              }
             }
+            if (m0 == m1) return;
+            const T* left = parent.data + (2 * col - parent.col0) * parent.rows + (2 * m0 - parent.row0);
+            for (int m = 0; m < 4; ++m)
+              pool_pairs(left + m * parent.rows * parent.cols, parent.rows, m1 - m0, dst + m * size + (m0 - r0));
           });
           for (int m = 0; m < num; ++m) {
-            Box<T> own{row0, col0, box.rows, box.cols, patch.data() + m * size};
+            Box<T> own{row0, col0, box.rows, box.cols, patch + m * size};
             T* dst = out + qs[first + m] * channels + l * n;
             own.blend_window(wins[first + m], r, dst, scale);
           }
+          if (num == 4) parent = box;
           return true;
         };
         if (count == 4 && run(0, 4)) continue;
+        parent.data = nullptr;
         for (int first = 0; first < count; first += 2) {
           const int num = std::min(2, count - first);
           if (num == 2 && run(first, 2)) continue;
@@ -559,7 +664,7 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
                        const std::vector<Level<T>>& dlevels, const T* xy, const T* g, int64_t batch, int64_t height,
                        int64_t width, int64_t d, int64_t r, T scale, T* df1) {
   const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
-  const int64_t queries = height * width, bh = (height + 1) / 2, bw = (width + 1) / 2;
+  const int64_t bh = (height + 1) / 2, bw = (width + 1) / 2;
   parallel_for(pool, batch * bh * bw, [&](int64_t begin, int64_t end) {
     std::vector<T> grid(4 * (k + 2) * (k + 2)), coef(4 * (k + 2) * (k + 2));
     std::vector<const T*> vectors((k + 2) * (k + 2));

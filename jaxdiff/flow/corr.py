@@ -466,7 +466,9 @@ def lookup_on_the_fly(
     spill: int = 8,
     kernel: str = "auto",
 ) -> Array:
-    """``lookup`` without the (HW)² volume: f1 (B, H, W, D), f2 (B, H, W, D) or its ``feature_pyramid``.
+    """``lookup`` without the (HW)² volume: f1 (B, H, W, D), f2 (B, H, W, D) or its ``feature_pyramid``
+    (a pyramid must be that pooling of f2: the C++ kernel takes a level-(l+1) tap as the mean of
+    the four level-l taps below it when it has already computed them).
 
     Returns (B, H, W, num_levels (2r+1)²), equal to ``lookup`` on the volume pyramid
     (pooling f2 equals pooling the volume). Queries are cut into ``tile`` x ``tile``

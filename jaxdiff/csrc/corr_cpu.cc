@@ -290,7 +290,7 @@ __attribute__((always_inline)) inline __m512 sum8(const __m512* v) {
 
 #if defined(__AVX512F__)
 // The float kernel of dots_fixed: M query vectors and M x NT accumulators in registers, plain
-// loads (masked ones slow the loop by a third, so the last d mod 16 channels are added after).
+// loads (masked loads measured slower, so the last d mod 16 channels are added after).
 template <int M, int NT>
 __attribute__((always_inline)) inline void dots_avx512(const float* const* q, const float* taps, int64_t stride,
                                                        int64_t d, float* out, int64_t ldo) {

@@ -459,6 +459,17 @@ void pool_pairs(const T* above, int64_t stride, int64_t n, T* out) {
     out[j] = (above[2 * j] + above[stride + 2 * j] + above[2 * j + 1] + above[stride + 2 * j + 1]) * T(0.25);
 }
 
+// The queries (row-major indices into B x H x W) of 2 x 2 block `blk` of the ceil(H/2) x ceil(W/2)
+// blocks of each image, in row order; returns how many (fewer at an odd bottom or right edge).
+inline int block_queries(int64_t blk, int64_t height, int64_t width, int64_t* qs) {
+  const int64_t bh = (height + 1) / 2, bw = (width + 1) / 2;
+  const int64_t b = blk / (bh * bw), y = blk / bw % bh * 2, x = blk % bw * 2;
+  int count = 0;
+  for (int64_t i = y; i < std::min(y + 2, height); ++i)
+    for (int64_t j = x; j < std::min(x + 2, width); ++j) qs[count++] = (b * height + i) * width + j;
+  return count;
+}
+
 // floor(x / 2) and ceil(x / 2) for any sign of x.
 inline int64_t floor_half(int64_t x) { return x >= 0 ? x / 2 : -((1 - x) / 2); }
 inline int64_t ceil_half(int64_t x) { return -floor_half(-x); }
@@ -478,11 +489,9 @@ void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>
   parallel_for(pool, batch * bh * bw, [&](int64_t begin, int64_t end) {
     std::vector<T> patches(2 * patch_size);
     for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t b = blk / (bh * bw), y = blk / bw % bh * 2, x = blk % bw * 2;
+      const int64_t b = blk / (bh * bw);
       int64_t qs[4];
-      int count = 0;
-      for (int64_t i = y; i < std::min(y + 2, height); ++i)
-        for (int64_t j = x; j < std::min(x + 2, width); ++j) qs[count++] = (b * height + i) * width + j;
+      const int count = block_queries(blk, height, width, qs);
       const T* q[4];
       for (int m = 0; m < count; ++m) q[m] = f1 + qs[m] * d;
       Box<T> parent{0, 0, 0, 0, nullptr};  // the previous level's box shared by all four queries
@@ -670,11 +679,9 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
     std::vector<const T*> vectors((k + 2) * (k + 2));
     std::vector<int64_t> at((k + 2) * (k + 2));
     for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t b = blk / (bh * bw), y = blk / bw % bh * 2, x = blk % bw * 2;
+      const int64_t b = blk / (bh * bw);
       int64_t all[4];
-      int total = 0;
-      for (int64_t i = y; i < std::min(y + 2, height); ++i)
-        for (int64_t j = x; j < std::min(x + 2, width); ++j) all[total++] = (b * height + i) * width + j;
+      const int total = block_queries(blk, height, width, all);
       for (int m = 0; m < total; ++m) std::fill(df1 + all[m] * d, df1 + (all[m] + 1) * d, T(0));
       for (size_t l = 0; l < levels.size(); ++l) {
         const Level<T>& lv = levels[l];

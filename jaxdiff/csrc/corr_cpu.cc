@@ -485,7 +485,7 @@ void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>
                   int64_t height, int64_t width, int64_t d, int64_t r, T scale, T* out) {
   const int64_t k = 2 * r + 2, n = (2 * r + 1) * (2 * r + 1), channels = n * levels.size();
   const int64_t bh = (height + 1) / 2, bw = (width + 1) / 2;
-  const int64_t box_size = (k + 2) * (k + 2), patch_size = 4 * box_size;
+  const int64_t patch_size = 4 * (k + 2) * (k + 2);  // a box of taps for each of four queries
   parallel_for(pool, batch * bh * bw, [&](int64_t begin, int64_t end) {
     std::vector<T> patches(2 * patch_size);
     for (int64_t blk = begin; blk < end; ++blk) {
@@ -524,13 +524,14 @@ void windows_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Level<T>
             int64_t m0 = std::max(r0, pr0), m1 = std::min(r1, pr1);
             if (col < pc0 || col >= pc1 || m0 >= m1) m0 = m1 = r1;
             const int64_t stride = lv.w * d;  // one map row
-            for (auto [a, b] : {std::pair{r0, m0}, std::pair{m1, r1}}) {
-              if (a == b) continue;
-              const T* taps = f2 + (a * lv.w + col) * d;
+            for (auto [top, bottom] : {std::pair{r0, m0}, std::pair{m1, r1}}) {
+              const int64_t rows = bottom - top;
+              if (rows == 0) continue;
+              const T* taps = f2 + (top * lv.w + col) * d;
               switch (num) {
-                case 4: dots<T, 4>(q + first, taps, stride, b - a, d, dst + (a - r0), size); break;
-                case 2: dots<T, 2>(q + first, taps, stride, b - a, d, dst + (a - r0), size); break;
-                default: dots<T, 1>(q + first, taps, stride, b - a, d, dst + (a - r0), size);
+                case 4: dots<T, 4>(q + first, taps, stride, rows, d, dst + (top - r0), size); break;
+                case 2: dots<T, 2>(q + first, taps, stride, rows, d, dst + (top - r0), size); break;
+                default: dots<T, 1>(q + first, taps, stride, rows, d, dst + (top - r0), size);
               }
             }
             if (m0 == m1) return;
@@ -736,17 +737,14 @@ void windows_grad_impl(ffi::ThreadPool& pool, const T* f1, const std::vector<Lev
             std::fill(dmap + band0 * row_size, dmap + band1 * row_size, T(0));
             for (int64_t blk = 0; blk < bh * bw; ++blk) {
               // The block's queries whose windows reach the band.
-              const int64_t y = blk / bw * 2, x = blk % bw * 2;
-              int64_t qs[4];
+              int64_t all[4], qs[4];
               Window<T> wins[4];
               int count = 0;
-              for (int64_t i = y; i < std::min(y + 2, height); ++i)
-                for (int64_t j = x; j < std::min(x + 2, width); ++j) {
-                  const int64_t q = (b * height + i) * width + j;
-                  const Window<T> win = level_window(xy + 2 * q, l, r, dl);
-                  if (win.empty || win.row0 + k <= band0 || win.row0 >= band1) continue;
-                  qs[count] = q, wins[count++] = win;
-                }
+              for (int m = 0, total = block_queries(b * bh * bw + blk, height, width, all); m < total; ++m) {
+                const Window<T> win = level_window(xy + 2 * all[m], l, r, dl);
+                if (win.empty || win.row0 + k <= band0 || win.row0 >= band1) continue;
+                qs[count] = all[m], wins[count++] = win;
+              }
               const T* gs[4];
               for (int m = 0; m < count; ++m) gs[m] = g + qs[m] * channels + l * n;
               for_each_tap_group(wins, gs, count, r, scale, grid.data(), [&](int first, int num, const Box<T>& box) {

@@ -232,7 +232,7 @@ def test_native_kernels_match_numpy_raft_float64(x64, b, h, w, levels, radius, f
 @pytest.mark.parametrize("radius,d", [(2, 48), (2, 35), (8, 48)])
 def test_native_kernels_match_numpy_raft_float32(radius, d):
     """float32: the vectorised window blend (2r+2 <= 16 taps a column) and the scalar one beyond; D a
-    multiple of 16 (dot products summed by transposed reductions) and not (horizontal sums and a tail)."""
+    multiple of 16 and not (the last D mod 16 channels added to the dot products after the reductions)."""
     skip_without_native()
     f1, f2, coords = make_inputs(11, h=19, w=21, d=d, flow_scale=0.5)
     ref = NumpyCorrBlock(nchw(f1), nchw(f2), 3, radius)(nchw(coords)).transpose(0, 2, 3, 1)

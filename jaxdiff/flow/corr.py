@@ -22,7 +22,8 @@ compiled on first use, see ``jaxdiff._native``) that read each window straight f
 or compute its (2r+2)² taps as dot products, on XLA's intra-op threads, and their gradients
 likewise; on other platforms, with ``kernel="xla"``, or where no C++ compiler works, the XLA
 formulation below runs. Both give the same windows and gradients (tested against each other
-and against RAFT).
+and against RAFT). Products are float32 on every backend, as in RAFT's PyTorch ``CorrBlock``
+(XLA's default precision would round matmul inputs to TF32 on recent GPUs and to bfloat16 on TPUs).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from jaxdiff import _native
 
 Array = jax.Array
 KERNELS = ("auto", "native", "xla")
+_FLOAT32 = lax.Precision.HIGHEST  # every einsum: full float32 products on GPUs and TPUs too
 _FFI_TARGETS = tuple(
     (f"jaxdiff_corr_{name}", f"JaxdiffCorr{symbol}")
     for name, symbol in (("lookup", "Lookup"), ("lookup_grad", "LookupGrad"), ("windows", "Windows"),
@@ -173,8 +175,8 @@ def _hat_windows(maps: Array, origin: Array, xy: Array, r: int) -> Array:
     start = local + origin
     wx = _hat(xy[:, 0], start[:, 0], r, k)
     wy = _hat(xy[:, 1], start[:, 1], r, k)
-    t = jnp.einsum("njk,nak->naj", patch, wx)
-    return jnp.einsum("naj,nbj->nab", t, wy).reshape(patch.shape[0], -1)
+    t = jnp.einsum("njk,nak->naj", patch, wx, precision=_FLOAT32)
+    return jnp.einsum("naj,nbj->nab", t, wy, precision=_FLOAT32).reshape(patch.shape[0], -1)
 
 
 @functools.partial(jax.jit, static_argnames=("r", "height", "width"))
@@ -219,9 +221,13 @@ def _slice(x: Array, starts, sizes) -> Array:
 
 
 def _slices(x: Array, starts: Array, sizes: tuple[int, ...]) -> Array:
-    """Stack of ``len(starts)`` dynamic slices of ``x``; starts (M, x.ndim). Unrolled: XLA:CPU
-    copies each slice as one memcpy, where a batched gather of large slices crawls."""
-    return jnp.stack([_slice(x, list(s), sizes) for s in starts])
+    """Stack of ``len(starts)`` dynamic slices of ``x``; starts (M, x.ndim). Unrolled on the CPU:
+    XLA:CPU copies each slice as one memcpy, where a batched gather of large slices crawls; one
+    gather elsewhere, whose transpose is one scatter-add (unrolled, the backward pass on a GPU
+    adds M slice-sized updates into full-size buffers one by one)."""
+    if jax.default_backend() == "cpu":
+        return jnp.stack([_slice(x, list(s), sizes) for s in starts])
+    return jax.vmap(lambda s: lax.dynamic_slice(x, list(s), sizes))(starts.astype(jnp.int32))
 
 
 def _pad_to(x: Array, height: int, width: int, axes: tuple[int, int]) -> Array:
@@ -239,7 +245,7 @@ def correlation_volume(f1: Array, f2: Array) -> Array:
     _check_features(f1, f2)
     b, h, w, d = f1.shape
     f1 = f1.reshape(b, h * w, d) * (1 / math.sqrt(d))
-    return jnp.einsum("bnd,bmd->bnm", f1, f2.reshape(b, h * w, d)).reshape(b, h, w, h, w)
+    return jnp.einsum("bnd,bmd->bnm", f1, f2.reshape(b, h * w, d), precision=_FLOAT32).reshape(b, h, w, h, w)
 
 
 def _avg_pool(x: Array, axes: tuple[int, int]) -> Array:
@@ -334,7 +340,8 @@ def _gather_windows(f1q: Array, xy: Array, image: Array, start: Array, f2g: Arra
     k = 2 * r + 2
     d = f2g.shape[-1]
     taps = _slices(f2g, jnp.stack([image, start[:, 1], start[:, 0], jnp.zeros_like(image)], -1), (1, k, k, d))
-    return _hat_windows(jnp.einsum("nijd,nd->nij", taps.reshape(-1, k, k, d), f1q), start, xy, r)
+    corr = jnp.einsum("nijd,nd->nij", taps.reshape(-1, k, k, d), f1q, precision=_FLOAT32)
+    return _hat_windows(corr, start, xy, r)
 
 
 def _tiles_level(f: Array, xy: Array, image: Array, f2l: Array, r: int, extent: tuple[int, int], spill: int) -> Array:
@@ -355,7 +362,8 @@ def _tiles_level(f: Array, xy: Array, image: Array, f2l: Array, r: int, extent: 
     zero = jnp.zeros_like(image)
     blocks = _slices(f2l, jnp.stack([image, origin[:, 1], origin[:, 0], zero], -1), (1, ey, ex, d))
     # Block-major operand order: XLA:CPU runs this batched matmul 2-10x faster than the transpose.
-    corr = jnp.einsum("gmd,gnd->gmn", blocks.reshape(g, -1, d), f).transpose(0, 2, 1).reshape(g * t, ey, ex)
+    corr = jnp.einsum("gmd,gnd->gmn", blocks.reshape(g, -1, d), f, precision=_FLOAT32)
+    corr = corr.transpose(0, 2, 1).reshape(g * t, ey, ex)
     flat_xy = xy.reshape(-1, 2)
     out = _windows(corr, jnp.repeat(origin, t, 0), flat_xy, r, h, w)
     if (ey, ex) == (h, w):
@@ -461,9 +469,9 @@ def lookup_on_the_fly(
     num_levels: int = 4,
     *,
     tile: int = 8,
-    chunk: int = 128,
+    chunk: int | None = None,
     slack: int = 3,
-    spill: int = 8,
+    spill: int | None = None,
     kernel: str = "auto",
 ) -> Array:
     """``lookup`` without the (HW)² volume: f1 (B, H, W, D), f2 (B, H, W, D) or its ``feature_pyramid``
@@ -475,8 +483,10 @@ def lookup_on_the_fly(
     tiles, ``chunk // tile²`` tiles at a time. At level l a tile is one matmul against a
     block of ``2r+2 + ceil((tile-1) / 2**l) + slack`` level pixels a side centred on its
     windows (the whole level where that is smaller); queries whose windows leave the
-    block (motion boundaries) are redone from gathered taps, ``spill`` at a time.
-    Forward working memory is O(chunk / tile² (2r+2+tile+slack)² D) next to O(B H W D)
+    block (motion boundaries) are redone from gathered taps, ``spill`` at a time. By default
+    ``chunk`` = 128 and ``spill`` = 8 on the CPU; on GPUs and TPUs, where each of the
+    sequential steps costs kernel launches, ``chunk`` = 1024 and ``spill`` = 256.
+    Forward working memory is O((chunk / tile² (2r+2+tile+slack)² + spill (2r+2)²) D) next to O(B H W D)
     for the inputs and output; the backward pass also holds a cotangent of f1 and of
     each pyramid level per tile of a step. ``tile``, ``chunk``, ``slack`` and ``spill``
     shape the XLA formulation; ``kernel`` is as in ``lookup`` (the C++ kernel needs
@@ -492,6 +502,9 @@ def lookup_on_the_fly(
     b, h, w, _ = f1.shape
     _check_levels(num_levels, h, w)
     _check_coords(coords, b, h, w, radius)
+    accelerator = jax.default_backend() != "cpu"
+    chunk = chunk if chunk is not None else (1024 if accelerator else 128)
+    spill = spill if spill is not None else (256 if accelerator else 8)
     if min(tile, chunk, spill) < 1 or slack < 0:
         got = f"tile={tile}, chunk={chunk}, spill={spill}, slack={slack}"
         raise ValueError(f"tile, chunk and spill must be >= 1 and slack >= 0, got {got}")

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from jax import lax
 
 from jaxdiff.flow.corr import correlation_pyramid, lookup
 
@@ -73,7 +74,7 @@ def upsample_bilinear(flow: Array, factor: int = 8) -> Array:
     """RAFT's ``upflow8``: (B, h, w, 2) -> (B, 8h, 8w, 2), bilinear, corners aligned, values x8."""
     ah = _align_corners_matrix(flow.shape[1], factor)
     aw = _align_corners_matrix(flow.shape[2], factor)
-    return factor * jnp.einsum("Yy,byxc,Xx->bYXc", ah, flow, aw)
+    return factor * jnp.einsum("Yy,byxc,Xx->bYXc", ah, flow, aw, precision=lax.Precision.HIGHEST)
 
 
 def upsample_convex(flow: Array, mask: Array, factor: int = 8) -> Array:
@@ -89,7 +90,7 @@ def upsample_convex(flow: Array, mask: Array, factor: int = 8) -> Array:
     weights = jax.nn.softmax(mask.reshape(b, h, w, 9, factor, factor), axis=3)
     padded = jnp.pad(factor * flow, ((0, 0), (1, 1), (1, 1), (0, 0)))
     neighbours = jnp.stack([padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], 3)
-    up = jnp.einsum("bhwkij,bhwkc->bhiwjc", weights, neighbours)
+    up = jnp.einsum("bhwkij,bhwkc->bhiwjc", weights, neighbours, precision=lax.Precision.HIGHEST)  # float32 on GPUs
     return up.reshape(b, factor * h, factor * w, 2)
 
 

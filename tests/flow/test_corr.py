@@ -297,6 +297,39 @@ def test_kernel_choice(monkeypatch):
     np.testing.assert_allclose(jax_lookup(f1, f2, coords, 2, 2), jax_lookup(f1, f2, coords, 2, 2, "xla"))
 
 
+def _dot_precisions(jaxpr) -> list:
+    """The ``precision`` of every dot_general in a jaxpr and the jaxprs nested in it."""
+    out = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            out.append(eqn.params["precision"])
+        for value in eqn.params.values():  # cond branches, loop bodies, remat and pjit bodies
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    out += _dot_precisions(sub)
+    return out
+
+
+def test_every_product_is_float32_on_accelerators():
+    """XLA's default precision rounds matmul inputs to TF32 on recent GPUs (errors ~1e-3 against
+    RAFT) and to bfloat16 on TPUs: every dot_general of the XLA paths, forward and backward, asks
+    for HIGHEST (a no-op on the CPU, so this checks the request, not the numbers)."""
+    from jaxdiff.flow import raft
+
+    f1, f2, coords = make_inputs(5, b=1, h=10, w=12, d=8, flow_scale=20.0, dtype=np.float32)
+    flow, mask = jnp.ones((1, 3, 4, 2)), jnp.zeros((1, 3, 4, 9 * 64))
+    def loss(a, b):
+        all_pairs = corr.lookup(corr.correlation_pyramid(a, b, 2), coords, 2, kernel="xla")
+        on_the_fly = corr.lookup_on_the_fly(a, b, coords, 2, 2, tile=4, chunk=16, spill=2, kernel="xla")
+        return (all_pairs**2).sum() + (on_the_fly**2).sum()
+
+    for fn, args in [(jax.grad(loss, argnums=(0, 1)), (jnp.asarray(f1), jnp.asarray(f2))),
+                     (lambda: raft.upsample_convex(flow, mask) + raft.upsample_bilinear(flow), ())]:
+        precisions = _dot_precisions(jax.make_jaxpr(fn)(*args).jaxpr)
+        assert precisions and all(p == (jax.lax.Precision.HIGHEST,) * 2 for p in precisions), precisions
+
+
 def test_on_the_fly_equals_all_pairs_float32(kernel):
     """Smooth flow (block path), a discontinuity (per-query fallback), a step spanning both images of B=2."""
     f1, f2, coords = make_inputs(3, h=20, w=22, d=16, flow_scale=0.3, dtype=np.float32)

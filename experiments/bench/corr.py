@@ -4,16 +4,18 @@ r"""Correlation pyramid and lookup: jaxdiff (all-pairs and on-the-fly) next to R
 
 At Sintel 1/8 resolution (1x46x62x256, r=4, 4 levels) times the jaxdiff pyramid
 build, its level-0 volume as one matmul (the fastest dense multiply-add rate, for the
-cost of an on-the-fly lookup made of one dot product per tap), and with each kernel (the C++ kernels and the XLA formulation) the all-pairs
-lookup and the on-the-fly lookup (smooth and random flow) and their gradients,
-and, when torch is importable, RAFT's ``CorrBlock`` transcribed below, on CPU in
-the same process (inputs already on the device for both). Memory: bytes of the all-pairs pyramid next to XLA's
+cost of an on-the-fly lookup made of one dot product per tap), and with each kernel (the C++
+kernels and the XLA formulation on the CPU; XLA on a GPU) the all-pairs lookup and the
+on-the-fly lookup (smooth and random flow) and their gradients, and, when torch is importable,
+RAFT's ``CorrBlock`` transcribed below in the same process, on the GPU when JAX runs on one
+(else on the CPU), inputs already on the device for both. Memory: bytes of the all-pairs pyramid next to XLA's
 ``memory_analysis`` of each compiled function. ``--large`` adds on-the-fly runs
 at 1080p (1/8: 135x240) and 4K (1/8: 270x480). Prints a JSON record and a
 markdown table; times are the best of ``repeats`` calls after a warm-up. ``--levels``
 adds a per-level profile at Sintel size: the all-pairs window gather of each level alone,
 and the on-the-fly lookup over the first k levels (k = 1..4; the blocks of level l do not
-depend on k).
+depend on k). ``--sweep`` times the XLA on-the-fly lookup for several ``tile``, ``chunk`` and
+``spill`` settings.
 """
 
 from __future__ import annotations
@@ -29,23 +31,33 @@ flags.DEFINE_integer("repeats", 20, "Timed calls per measurement; the best is re
 flags.DEFINE_bool("large", True, "Also run on-the-fly lookups at 1080p and 4K feature sizes.")
 flags.DEFINE_bool("levels", False, "Also time each pyramid level alone at Sintel size.")
 flags.DEFINE_integer("channels", 256, "Feature channels D at Sintel size (fewer isolate the per-window overhead).")
+flags.DEFINE_bool("sweep", False, "Also time the XLA on-the-fly lookup over tile, chunk and spill at Sintel size.")
 
 LARGE = {"1080p": (1, 135, 240, 256), "4K": (1, 270, 480, 256)}
 LEVELS, RADIUS = 4, 4
-KERNELS = ("native", "xla")
 MIB = 2**20
+
+
+def _kernels() -> tuple[str, ...]:
+    """The lookup kernels to time: the C++ kernels and the XLA formulation on the CPU, XLA elsewhere."""
+    import jax
+
+    return ("native", "xla") if jax.default_backend() == "cpu" else ("xla",)
 
 
 def _sintel() -> tuple[int, int, int, int]:
     return (1, 46, 62, FLAGS.channels)
 
 
-def _best_ms(fn, repeats: int) -> float:
+def _best_ms(fn, repeats: int, sync=lambda: None) -> float:
+    """Best wall time of ``fn(); sync()`` over ``repeats`` calls after one warm-up, in ms."""
     fn()
+    sync()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         best = min(best, time.perf_counter() - t0)
     return 1e3 * best
 
@@ -96,13 +108,15 @@ def _memory(jitted, *args) -> dict:
 def bench_jax(repeats: int) -> dict:
     """Pyramid build and feature pooling, then each kernel's all-pairs and on-the-fly lookups."""
     import jax
+    import jax.numpy as jnp
     import numpy as np
 
     from jaxdiff.flow import corr
 
     f1, f2, coords, random_coords = map(jax.device_put, _inputs(_sintel()) + _inputs(_sintel(), random_flow=True)[2:])
     build = jax.jit(lambda a, b: corr.correlation_pyramid(a, b, LEVELS))
-    matmul = jax.jit(lambda a, b: a.reshape(-1, a.shape[-1]) @ b.reshape(-1, b.shape[-1]).T)
+    matmul = jax.jit(lambda a, b: jnp.matmul(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]).T,
+                                             precision="highest"))  # float32 products, as the pyramid
     features = jax.jit(lambda b: corr.feature_pyramid(b, LEVELS))
     pyramid = build(f1, f2)
     fpyr = features(f2)
@@ -116,7 +130,7 @@ def bench_jax(repeats: int) -> dict:
         "pyramid_mib": sum(p.nbytes for p in pyramid) / MIB,
         "build_memory": _memory(build, f1, f2),
     }
-    for kernel in KERNELS:
+    for kernel in _kernels():
         look = jax.jit(lambda p, c, k=kernel: corr.lookup(p, c, RADIUS, kernel=k))
         otf = jax.jit(lambda a, fp, c, k=kernel: corr.lookup_on_the_fly(a, fp, c, RADIUS, kernel=k))
         look_grad = jax.jit(jax.grad(lambda p, c, k=kernel: (corr.lookup(p, c, RADIUS, kernel=k) ** 2).sum()))
@@ -144,7 +158,7 @@ def bench_large(repeats: int) -> dict:
         f1, f2, coords = map(jax.device_put, _inputs(shape))
         b, h, w, _ = shape
         out[name] = {"shape": list(shape), "all_pairs_volume_mib": b * (h * w) ** 2 * 4 / MIB}
-        for kernel in KERNELS:
+        for kernel in _kernels():
             otf = jax.jit(lambda a, b, c, k=kernel: corr.lookup_on_the_fly(a, b, c, RADIUS, LEVELS, kernel=k))
             out[name][kernel] = {
                 "on_the_fly_ms": _best_ms(lambda: otf(f1, f2, coords).block_until_ready(), repeats),
@@ -211,13 +225,18 @@ def bench_torch(repeats: int) -> dict | None:
             corr = corr.view(batch, ht, wd, 1, ht, wd)
             return corr / torch.sqrt(torch.tensor(dim).float())
 
-    f1, f2, coords = (torch.from_numpy(a.transpose(0, 3, 1, 2).copy()) for a in _inputs(_sintel()))
+    import jax
+
+    # PyTorch on the GPU next to JAX on the GPU, else both on the CPU.
+    device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    f1, f2, coords = (torch.from_numpy(a.transpose(0, 3, 1, 2).copy()).to(device) for a in _inputs(_sintel()))
     with torch.no_grad():
         block = CorrBlock(f1, f2, LEVELS, RADIUS)
         return {
-            "threads": torch.get_num_threads(),
-            "build_ms": _best_ms(lambda: CorrBlock(f1, f2, LEVELS, RADIUS), repeats),
-            "lookup_ms": _best_ms(lambda: block(coords), repeats),
+            "device": torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+            "build_ms": _best_ms(lambda: CorrBlock(f1, f2, LEVELS, RADIUS), repeats, sync),
+            "lookup_ms": _best_ms(lambda: block(coords), repeats, sync),
             "pyramid_mib": sum(c.numel() * c.element_size() for c in block.corr_pyramid) / MIB,
         }
 
@@ -232,7 +251,7 @@ def bench_levels(repeats: int) -> dict:
     pyramid = jax.jit(lambda a, b: corr.correlation_pyramid(a, b, LEVELS))(f1, f2)
     fpyr = jax.jit(lambda b: corr.feature_pyramid(b, LEVELS))(f2)
     out = {}
-    for kernel in KERNELS:
+    for kernel in _kernels():
         gathers, heads = [], []
         for level in range(LEVELS):
             gather = jax.jit(lambda v, c, level=level, k=kernel: corr.lookup([v], c / 2**level, RADIUS, kernel=k))
@@ -244,6 +263,29 @@ def bench_levels(repeats: int) -> dict:
     return out
 
 
+def bench_sweep(repeats: int) -> list[dict]:
+    """The XLA on-the-fly lookup (smooth and random flow) and its scratch for each tile, chunk and spill."""
+    import jax
+
+    from jaxdiff.flow import corr
+
+    f1, f2, coords = map(jax.device_put, _inputs(_sintel()))
+    random_coords = jax.device_put(_inputs(_sintel(), random_flow=True)[2])
+    fpyr = corr.feature_pyramid(f2, LEVELS)
+    rows = []
+    for tile, chunk, spill in [(8, 128, 8), (8, 128, 128), (8, 1024, 8), (8, 1024, 32), (8, 1024, 128),
+                               (8, 1024, 256), (8, 4096, 128), (16, 1024, 128), (16, 4096, 128)]:
+        otf = jax.jit(lambda a, fp, c, t=tile, n=chunk, s=spill: corr.lookup_on_the_fly(
+            a, fp, c, RADIUS, tile=t, chunk=n, spill=s, kernel="xla"))
+        rows.append({
+            "tile": tile, "chunk": chunk, "spill": spill,
+            "smooth_ms": _best_ms(lambda: otf(f1, fpyr, coords).block_until_ready(), repeats),
+            "random_ms": _best_ms(lambda: otf(f1, fpyr, random_coords).block_until_ready(), repeats),
+            "temp_mib": _memory(otf, f1, fpyr, coords)["temp_mib"],
+        })
+    return rows
+
+
 def table(record: dict) -> str:
     j, t = record["jaxdiff"], record["torch"]
     rows = [
@@ -253,7 +295,7 @@ def table(record: dict) -> str:
         f"build temp {j['build_memory']['temp_mib']:.1f} |",
         f"| jaxdiff feature pooling (on-the-fly) | {j['feature_pyramid_ms']:.2f} | | |",
     ]
-    for kernel in KERNELS:
+    for kernel in _kernels():
         k = j[kernel]
         rows += [
             f"| jaxdiff all-pairs, {kernel} | | {k['lookup_ms']:.2f} | lookup temp {k['lookup_memory']['temp_mib']:.2f} |",
@@ -265,19 +307,19 @@ def table(record: dict) -> str:
         ]
     if t:
         rows.append(
-            f"| RAFT CorrBlock, PyTorch CPU ({t['threads']} threads) | {t['build_ms']:.2f} "
+            f"| RAFT CorrBlock, PyTorch ({t['device']}) | {t['build_ms']:.2f} "
             f"| {t['lookup_ms']:.2f} | pyramid {t['pyramid_mib']:.1f} |"
         )
     for name, r in record.get("large", {}).items():
         shape = "x".join(map(str, r["shape"]))
-        for kernel in KERNELS:
+        for kernel in _kernels():
             rows.append(
                 f"| {name} ({shape}) on-the-fly, {kernel} | | {r[kernel]['on_the_fly_ms']:.1f} "
                 f"| temp {r[kernel]['on_the_fly_memory']['temp_mib']:.1f} "
                 f"(all-pairs volume would be {r['all_pairs_volume_mib']:.0f}) |"
             )
     rows.append("")
-    for kernel in KERNELS:
+    for kernel in _kernels():
         k = j[kernel]
         otf_temp = k["on_the_fly_memory"]["temp_mib"]
         line = (
@@ -291,15 +333,20 @@ def table(record: dict) -> str:
         rows.append(line)
     build_rate = j["volume_gmac"] / j["build_ms"]  # GMAC per ms of the level-0 volume, pooling included
     matmul_rate = j["volume_gmac"] / j["matmul_ms"]  # the level-0 volume as one matmul, nothing else
-    native = j["native"]
+    kernel = _kernels()[0]  # the default one
     per_tap_ms = j["window_gmac"] / max(build_rate, matmul_rate)
     rows.append(
-        f"on-the-fly work as one dot product per in-map patch tap: {1e3 * j['window_gmac']:.0f} MMAC; the native "
-        f"kernel's lookup time is {j['window_gmac'] / native['on_the_fly_ms'] * 1e3:.0f} GMAC/s of it, the pyramid "
+        f"on-the-fly work as one dot product per in-map patch tap: {1e3 * j['window_gmac']:.0f} MMAC; the {kernel} "
+        f"kernel's lookup time is {j['window_gmac'] / j[kernel]['on_the_fly_ms'] * 1e3:.0f} GMAC/s of it, the pyramid "
         f"build runs at {1e3 * build_rate:.0f} GMAC/s and the level-0 volume as one matmul at "
         f"{1e3 * matmul_rate:.0f} GMAC/s; at the faster rate those dot products take {per_tap_ms:.2f} ms, "
-        f"{per_tap_ms / native['lookup_ms']:.1f}x the native all-pairs lookup"
+        f"{per_tap_ms / j[kernel]['lookup_ms']:.1f}x the {kernel} all-pairs lookup"
     )
+    if "sweep" in record:
+        rows += ["", "| XLA on-the-fly: tile, chunk, spill | smooth flow ms | random flow ms | scratch MiB |",
+                 "|---|---|---|---|"]
+        rows += [f"| {r['tile']}, {r['chunk']}, {r['spill']} | {r['smooth_ms']:.2f} | {r['random_ms']:.2f} "
+                 f"| {r['temp_mib']:.1f} |" for r in record["sweep"]]
     for kernel, lv in record.get("levels", {}).items():
         rows.append(f"{kernel}, on-the-fly over levels 0..l (ms): "
                     + ", ".join(f"{v:.2f}" for v in lv["on_the_fly_levels_0_to_l_ms"]))
@@ -316,6 +363,8 @@ def main(_):
     record["torch"] = bench_torch(FLAGS.repeats)
     if FLAGS.levels:
         record["levels"] = bench_levels(FLAGS.repeats)
+    if FLAGS.sweep:
+        record["sweep"] = bench_sweep(FLAGS.repeats)
     if FLAGS.large:
         record["large"] = bench_large(max(1, FLAGS.repeats // 10))
     print(json.dumps(record, indent=2))

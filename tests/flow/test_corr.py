@@ -330,6 +330,25 @@ def test_every_product_is_float32_on_accelerators():
         assert precisions and all(p == (jax.lax.Precision.HIGHEST,) * 2 for p in precisions), precisions
 
 
+def test_accelerator_path_on_the_cpu(monkeypatch):
+    """What GPUs and TPUs run (batched gathers, chunk=1024, spill=256 by default), run here: the same
+    windows as the all-pairs lookup and the same gradients as the CPU's unrolled slices."""
+    f1, f2, coords = make_inputs(6, h=20, w=22, d=16, flow_scale=0.3, dtype=np.float32)
+    coords[:, 9:, 10:] += np.array([9.0, -7.0], np.float32)  # a discontinuity: spilled queries
+    f1, f2 = jnp.asarray(f1), jnp.asarray(f2)
+    all_pairs = jax_lookup(f1, f2, coords, 3, 3, "xla")
+
+    def loss(a, b):
+        return (corr.lookup_on_the_fly(a, b, coords, 3, 3, kernel="xla") ** 3).sum()
+
+    grads = jax.grad(loss, argnums=(0, 1))(f1, f2)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    out = corr.lookup_on_the_fly(f1, f2, coords, 3, 3, kernel="xla")
+    np.testing.assert_allclose(np.asarray(out), all_pairs, rtol=1e-5, atol=1e-5)
+    for got, want in zip(jax.grad(loss, argnums=(0, 1))(f1, f2), grads):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
 def test_on_the_fly_equals_all_pairs_float32(kernel):
     """Smooth flow (block path), a discontinuity (per-query fallback), a step spanning both images of B=2."""
     f1, f2, coords = make_inputs(3, h=20, w=22, d=16, flow_scale=0.3, dtype=np.float32)

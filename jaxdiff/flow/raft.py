@@ -90,7 +90,7 @@ def upsample_convex(flow: Array, mask: Array, factor: int = 8) -> Array:
     weights = jax.nn.softmax(mask.reshape(b, h, w, 9, factor, factor), axis=3)
     padded = jnp.pad(factor * flow, ((0, 0), (1, 1), (1, 1), (0, 0)))
     neighbours = jnp.stack([padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], 3)
-    up = jnp.einsum("bhwkij,bhwkc->bhiwjc", weights, neighbours, precision=lax.Precision.HIGHEST)  # float32 on GPUs
+    up = jnp.einsum("bhwkij,bhwkc->bhiwjc", weights, neighbours, precision=lax.Precision.HIGHEST)
     return up.reshape(b, factor * h, factor * w, 2)
 
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
-
-def _concrete(a):
-    try:
-        return np.asarray(a)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
+from jaxdiff._arrays import concrete
 
 
 def check_sigmas(sigmas) -> None:
     """``sigmas``: (N+1,) strictly decreasing, non-negative, ending with 0."""
-    s = _concrete(sigmas)
+    s = concrete(sigmas)
     if s is None:
         return
     if s.ndim != 1 or s.shape[0] < 2:
@@ -39,7 +33,7 @@ def check_denoised(x, denoised) -> None:
 def check_positive(x, name: str, *, allow_zero: bool = False) -> None:
     """Raise ``ValueError`` naming ``name`` unless a concrete ``x`` is finite and > 0 (>= 0 with
     ``allow_zero``); a no-op under tracing."""
-    v = _concrete(x)
+    v = concrete(x)
     if v is None:
         return
     ok = np.isfinite(v) & ((v >= 0) if allow_zero else (v > 0))
@@ -50,6 +44,6 @@ def check_positive(x, name: str, *, allow_zero: bool = False) -> None:
 
 def check_finite(x, message: str) -> None:
     """Raise ``ValueError(message)`` when a concrete ``x`` holds NaN or inf (a no-op under tracing)."""
-    v = _concrete(x)
+    v = concrete(x)
     if v is not None and not np.all(np.isfinite(v)):
         raise ValueError(message)

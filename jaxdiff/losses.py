@@ -15,12 +15,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff import precond as precond_lib
+from jaxdiff._arrays import bcast
 
 Array = Any
 
-
-def _bcast(c, x):
-    return jnp.reshape(c, c.shape + (1,) * (x.ndim - c.ndim))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +95,7 @@ def denoising_loss(net, precond, noise, *, label_dropout: float = 0.0, num_class
         if num_classes and "label" in batch:
             cond["labels"] = drop_labels(k_label, batch["label"], label_dropout, num_classes)
         D = precond_lib.denoiser(net, params, precond, key=k_drop)
-        err = (D(y + _bcast(sigma, y) * n, sigma, **cond) - y) ** 2
+        err = (D(y + bcast(sigma, y) * n, sigma, **cond) - y) ** 2
         per_example = jnp.mean(err.reshape(err.shape[0], -1), axis=1)
         loss = jnp.mean(noise.weight(sigma) * per_example)
         return loss, {"loss": loss, "mse": jnp.mean(per_example)}
@@ -118,7 +116,7 @@ def ddpm_loss(net, alphas_cumprod, *, label_dropout: float = 0.0, num_classes: i
         y = batch["image"]
         k_t, k_noise, k_label, k_drop = jax.random.split(key, 4)
         t = jax.random.randint(k_t, y.shape[:1], 0, alphas_cumprod.shape[0])
-        ab = _bcast(alphas_cumprod[t], y)
+        ab = bcast(alphas_cumprod[t], y)
         eps = jax.random.normal(k_noise, y.shape, y.dtype)
         cond = {}
         if num_classes and "label" in batch:
@@ -143,9 +141,9 @@ def dsm_loss(score_net: Callable[..., Array], sde, *, eps: float = 1e-5):
         t = jax.random.uniform(k_t, y.shape[:1], minval=eps, maxval=sde.T)
         mean, std = sde.marginal(t)
         n = jax.random.normal(k_noise, y.shape, y.dtype)
-        x_t = _bcast(mean, y) * y + _bcast(std, y) * n
+        x_t = bcast(mean, y) * y + bcast(std, y) * n
         score = score_net(params, x_t, t, key=k_drop)
-        loss = jnp.mean((_bcast(std, y) * score + n) ** 2)
+        loss = jnp.mean((bcast(std, y) * score + n) ** 2)
         return loss, {"loss": loss}
 
     return loss_fn

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff._arrays import bcast
 from jaxdiff._checks import check_positive
 
 Array = Any
@@ -114,9 +115,6 @@ class IDDPMPrecond:
 PRECONDITIONINGS = {"edm": EDMPrecond, "vp": VPPrecond, "ve": VEPrecond, "iddpm": IDDPMPrecond}
 
 
-def _expand(c, x):
-    return jnp.reshape(c, jnp.shape(c) + (1,) * (x.ndim - jnp.ndim(c)))
-
 
 def denoiser(net: Network, params, precond, *, key=None) -> Callable[..., Array]:
     """Wrap ``net(params, x, c_noise, *, key, **cond)`` into ``D(x, sigma, **cond) -> x0_hat``.
@@ -132,7 +130,7 @@ def denoiser(net: Network, params, precond, *, key=None) -> Callable[..., Array]
     def D(x, sigma, **cond):
         sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), x.shape[:1])
         c_skip, c_out, c_in, c_noise = precond.coefficients(sigma)
-        F = net(params, _expand(c_in, x) * x, c_noise, key=key, **cond)
-        return _expand(c_skip, x) * x + _expand(c_out, x) * F.astype(x.dtype)
+        F = net(params, bcast(c_in, x) * x, c_noise, key=key, **cond)
+        return bcast(c_skip, x) * x + bcast(c_out, x) * F.astype(x.dtype)
 
     return D

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff._arrays import bcast
 from jaxdiff._checks import check_positive
 
 Array = Any
@@ -46,10 +47,6 @@ def _as_float(a) -> Array:
     a = jnp.asarray(a)
     return a.astype(jnp.result_type(a, float))
 
-
-def _bcast(c: Array, x: Array) -> Array:
-    """Reshapes a scalar or ``(B,)`` coefficient to broadcast against ``x`` of shape ``(B, ...)``."""
-    return jnp.reshape(c, jnp.shape(c) + (1,) * (jnp.ndim(x) - jnp.ndim(c)))
 
 
 def _require(name: str, ok: bool, expected: str, value) -> None:
@@ -89,7 +86,7 @@ class _LinearProcess:
 
     def drift(self, x: Array, t: Array) -> Array:
         """Forward drift ``f(x, t)``, shape of ``x``."""
-        return _bcast(self._drift_coef(self._time(t)), x) * x
+        return bcast(self._drift_coef(self._time(t)), x) * x
 
     def diffusion(self, t: Array) -> Array:
         """Forward diffusion coefficient ``g(t)``, shape of ``t``."""
@@ -99,7 +96,7 @@ class _LinearProcess:
         """Euler–Maruyama increments ``(f(x, t) dt, g(t) sqrt(|dt|))``; shapes of ``x`` and ``t``."""
         t = self._time(t)
         dt = _as_float(dt)
-        return _bcast(self._drift_coef(t) * dt, x) * x, self._diffusion(t) * jnp.sqrt(jnp.abs(dt))
+        return bcast(self._drift_coef(t) * dt, x) * x, self._diffusion(t) * jnp.sqrt(jnp.abs(dt))
 
     def reverse_drift(self, x: Array, t: Array, score: Array, probability_flow: bool = False) -> Array:
         """Drift of the reverse-time SDE, ``f - g^2 score`` (``f - g^2 score / 2`` for the
@@ -108,7 +105,7 @@ class _LinearProcess:
         g2 = self._diffusion(t) ** 2
         if probability_flow:
             g2 = 0.5 * g2
-        return _bcast(self._drift_coef(t), x) * x - _bcast(g2, x) * score
+        return bcast(self._drift_coef(t), x) * x - bcast(g2, x) * score
 
     def reverse_diffusion(self, t: Array, probability_flow: bool = False) -> Array:
         """Diffusion of the reverse-time SDE: ``g(t)``, or zeros for the probability-flow ODE."""
@@ -136,8 +133,8 @@ class _LinearProcess:
         def score(x: Array, t: Array, **cond) -> Array:
             t = self._time(t)
             s, sig = self._marginal(t)[0], self._sigma(t)
-            x0 = denoiser(x / _bcast(s, x), jnp.broadcast_to(sig, x.shape[:1]), **cond)
-            return (_bcast(s, x) * x0 - x) / _bcast((s * sig) ** 2, x)
+            x0 = denoiser(x / bcast(s, x), jnp.broadcast_to(sig, x.shape[:1]), **cond)
+            return (bcast(s, x) * x0 - x) / bcast((s * sig) ** 2, x)
 
         return score
 

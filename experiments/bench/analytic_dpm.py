@@ -25,14 +25,13 @@ def gaussian_denoiser(x, sigma):
 
 
 def variance_errors(abar, num_steps: int) -> dict:
-    ts = jnp.round(jnp.linspace(999, 0, num_steps)).astype(jnp.int32)
+    sigmas = samplers.vp_sigmas(abar, jnp.round(jnp.linspace(999, 0, num_steps)).astype(jnp.int32))
     data = M + S * jax.random.normal(jax.random.key(4), (2048, 4))
-    analytic = samplers.analytic_dpm_variances(gaussian_denoiser, data, abar, ts, key=jax.random.key(5), num_mc=2)
-    a = abar[ts[0]]
-    x = jnp.sqrt(a) * M + jnp.sqrt(a * S**2 + 1 - a) * jax.random.normal(jax.random.key(6), (NUM_SAMPLES, 1))
+    analytic = samplers.analytic_dpm_variances(gaussian_denoiser, data, sigmas, key=jax.random.key(5), num_mc=2)
+    x = M + jnp.sqrt(S**2 + sigmas[0] ** 2) * jax.random.normal(jax.random.key(6), (NUM_SAMPLES, 1))  # exact start
     out = {}
     for name, var in (("fixed_small", "fixed_small"), ("fixed_large", "fixed_large"), ("analytic", analytic)):
-        y = samplers.ddpm(gaussian_denoiser, x, abar, ts, key=jax.random.key(7), variance=var)
+        y = samplers.ddpm(gaussian_denoiser, x, sigmas, key=jax.random.key(7), variance=var)
         out[name] = abs(float(y.var()) / S**2 - 1)
     return out
 

@@ -200,7 +200,7 @@ def _sampler_runs(n_steps: int = 18):
     from jaxdiff.bridges.gaussian import GaussianBridgeData
     from jaxdiff.bridges.process import VEBridge, VPBridge
     from jaxdiff.denoisers import gaussian_denoiser
-    from jaxdiff.samplers import ddim, dpmpp_2m, edm, euler, heun
+    from jaxdiff.samplers import ddim, dpmpp_2m, edm, euler, heun, vp_sigmas
 
     d = 8
     rng = np.random.default_rng(0)
@@ -224,9 +224,10 @@ def _sampler_runs(n_steps: int = 18):
     def ddim_run(ts):
         def run(dtype, x0):
             D = gaussian_denoiser(jnp.asarray(mean, dtype), var=jnp.asarray(var, dtype))
-            # the schedule stays float32 (float64 for the reference): the sampler casts it to x's dtype
+            # the grid stays float32 (float64 for the reference): the sampler casts it to x's dtype
             ac = jnp.asarray(abar, jnp.float64 if dtype == jnp.float64 else jnp.float32)
-            return ddim(D, jnp.asarray(x0, dtype), ac, jnp.asarray(ts, jnp.int32))
+            x = jnp.asarray(x0 / np.sqrt(abar[ts[0]]), dtype)  # DDPM's x_T ~ N(0, I) in the EDM variable
+            return ddim(D, x, vp_sigmas(ac, jnp.asarray(ts, jnp.int32)))
         return run
 
     def bridge_run(fn, bridge, ts):

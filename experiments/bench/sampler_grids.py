@@ -36,14 +36,18 @@ from jaxdiff.denoisers import ideal_denoiser  # noqa: E402
 from jaxdiff.samplers.grids import optimise_sigmas, sample_error  # noqa: E402
 from jaxdiff.samplers.multistep import unipc  # noqa: E402
 
-flags.DEFINE_string("out", "/tmp/jaxdiff_bench_sampler_grids", "Output directory.")
-flags.DEFINE_list("solvers", ["unipc-3", "dpmpp_3m", "dpmpp_2m"], "Solvers to optimise a grid for.")
-flags.DEFINE_integer("nfe", 10, "Main NFE (all solvers).")
-flags.DEFINE_list("extra_nfe", ["5", "20"], "Further NFEs, for the first solver only (empty to skip).")
-flags.DEFINE_list("train_seeds", ["100", "101"], "Noise seeds the grids are fitted on.")
-flags.DEFINE_list("heldout_seeds", [str(s) for s in range(1, 9)], "Noise seeds the grids are measured on.")
-flags.DEFINE_integer("steps", 150, "Adam steps per grid.")
-flags.DEFINE_float("lr", 0.05, "Peak Adam learning rate on the log-σ gap parameters.")
+
+def define_flags() -> None:
+    flags.DEFINE_string("out", "/tmp/jaxdiff_bench_sampler_grids", "Output directory.")
+    flags.DEFINE_list("solvers", ["unipc-3", "dpmpp_3m", "dpmpp_2m"], "Solvers to optimise a grid for.")
+    flags.DEFINE_integer("nfe", 10, "Main NFE (all solvers).")
+    flags.DEFINE_list("extra_nfe", ["5", "20"], "Further NFEs, for the first solver only (empty to skip).")
+    flags.DEFINE_list("train_seeds", ["100", "101"], "Noise seeds the grids are fitted on.")
+    flags.DEFINE_list("heldout_seeds", [str(s) for s in range(1, 9)], "Noise seeds the grids are measured on.")
+    flags.DEFINE_integer("steps", 150, "Adam steps per grid.")
+    flags.DEFINE_float("lr", 0.05, "Peak Adam learning rate on the log-σ gap parameters.")
+
+
 FLAGS = flags.FLAGS
 
 SIGMA_MIN, SIGMA_MAX, RHO, BATCH, REF_STEPS = 0.002, 80.0, 7.0, 256, 1000
@@ -146,4 +150,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

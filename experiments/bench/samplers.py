@@ -46,37 +46,40 @@ from absl import app, flags  # noqa: E402
 from jaxdiff import samplers, schedules  # noqa: E402
 from jaxdiff.data.digits import load_digits  # noqa: E402
 from jaxdiff.denoisers import ideal_denoiser  # noqa: E402
-from jaxdiff.samplers.multistep import unipc  # noqa: E402
 from jaxdiff.samplers.noise import BrownianTreeNoise  # noqa: E402
 
-flags.DEFINE_string("out", "/tmp/jaxdiff_bench_samplers", "Output directory.")
-flags.DEFINE_list("skip", [], "Parts to skip: error, anchors, grids, time.")
+
+def define_flags() -> None:
+    flags.DEFINE_string("out", "/tmp/jaxdiff_bench_samplers", "Output directory.")
+    flags.DEFINE_list("skip", [], "Parts to skip: error, anchors, grids, time.")
+
+
 FLAGS = flags.FLAGS
 
 SIGMA_MIN, SIGMA_MAX, RHO, BATCH, REF_STEPS = 0.002, 80.0, 7.0, 256, 1000
 ONE = (5, 6, 8, 10, 12, 15, 18, 20, 25, 35, 50, 70, 100)  # steps of 1-NFE/step samplers
 TWO = (3, 4, 5, 6, 8, 10, 13, 18, 25, 35, 50)  # steps of 2-NFE/step samplers: NFE = 2N - 1
 
-# name -> (sampler, options, NFE(N), step counts)
+# row name -> (registered sampler, options, step counts); NFE from the registry's rule
 ODE = {
-    "euler": (samplers.euler, {}, lambda n: n, ONE),
-    "heun": (samplers.heun, {}, lambda n: 2 * n - 1, TWO),
-    "dpm_2": (samplers.dpm_2, {}, lambda n: 2 * n - 1, TWO),
-    "lms": (samplers.lms, {}, lambda n: n, ONE),
-    "dpmpp_2m": (samplers.dpmpp_2m, {}, lambda n: n, ONE),
-    "dpmpp_3m (3m_sde eta=0)": (samplers.dpmpp_3m_sde, {"eta": 0.0}, lambda n: n, ONE),
-    "unipc-2": (unipc, {"order": 2}, lambda n: n, ONE),
-    "unipc-3": (unipc, {"order": 3}, lambda n: n, ONE),
+    "euler": ("euler", {}, ONE),
+    "heun": ("heun", {}, TWO),
+    "dpm_2": ("dpm_2", {}, TWO),
+    "lms": ("lms", {}, ONE),
+    "dpmpp_2m": ("dpmpp_2m", {}, ONE),
+    "dpmpp_3m (3m_sde eta=0)": ("dpmpp_3m_sde", {"eta": 0.0}, ONE),
+    "unipc-2": ("unipc", {"order": 2}, ONE),
+    "unipc-3": ("unipc", {"order": 3}, ONE),
 }
 SDE = {
-    "euler_ancestral": (samplers.euler_ancestral, {}, lambda n: n, ONE),
-    "dpmpp_2s_ancestral": (samplers.dpmpp_2s_ancestral, {}, lambda n: 2 * n - 1, TWO),
-    "dpmpp_sde": (samplers.dpmpp_sde, {}, lambda n: 2 * n - 1, TWO),
-    "dpmpp_2m_sde": (samplers.dpmpp_2m_sde, {}, lambda n: n, ONE),
-    "dpmpp_2m_sde (heun)": (samplers.dpmpp_2m_sde, {"solver_type": "heun"}, lambda n: n, ONE),
-    "dpmpp_3m_sde": (samplers.dpmpp_3m_sde, {}, lambda n: n, ONE),
+    "euler_ancestral": ("euler_ancestral", {}, ONE),
+    "dpmpp_2s_ancestral": ("dpmpp_2s_ancestral", {}, TWO),
+    "dpmpp_sde": ("dpmpp_sde", {}, TWO),
+    "dpmpp_2m_sde": ("dpmpp_2m_sde", {}, ONE),
+    "dpmpp_2m_sde (heun)": ("dpmpp_2m_sde", {"solver_type": "heun"}, ONE),
+    "dpmpp_3m_sde": ("dpmpp_3m_sde", {}, ONE),
 }
-CHURN = {"edm (s_churn=10)": (samplers.edm, {"s_churn": 10.0}, lambda n: 2 * n - 1, TWO)}
+CHURN = {"edm (s_churn=10)": ("edm", {"s_churn": 10.0}, TWO)}
 ANCHORS = {  # measured earlier with k-diffusion on this setup (noise draw unknown): (sampler, NFE) -> error
     ("heun", 19): 0.344, ("heun", 35): 0.150, ("dpmpp_2m", 10): 0.650, ("dpmpp_2m", 18): 0.311,
     ("dpmpp_2m", 35): 0.053, ("dpm_2", 19): 0.288, ("lms", 10): 0.747, ("euler", 10): 1.09,
@@ -102,7 +105,7 @@ def _jitted(sampler, options):
 
 def run(sampler, options, data, x, sigmas, key=None):
     """``sampler`` jitted on the ideal denoiser of ``data``; stochastic ones get ``key`` (default key 0)."""
-    if key is None and sampler.__module__ == samplers.stochastic.__name__:
+    if key is None and not samplers.get(sampler.__name__).deterministic:
         key = jax.random.key(0)  # dpmpp_3m_sde with eta=0 draws (zero-weighted) noise all the same
     return _jitted(sampler, tuple(sorted(options.items())))(data, x, sigmas, key)
 
@@ -125,13 +128,15 @@ def error_vs_nfe(out):
           f"references): {floors}", flush=True)
     rows = []
     for group, table in (("ode", ODE), ("sde", SDE), ("churn", CHURN)):
-        for name, (sampler, options, nfe, steps) in table.items():
+        for name, (registered, options, steps) in table.items():
+            spec = samplers.get(registered)
             opts = dict(options, noise=tree) if group == "sde" else dict(options)
             k = key if group != "ode" else None
             ref = ref_sde if group == "sde" else ref_ode
             for n in steps:
-                e = err(run(sampler, opts, data, x0, karras(n), k), ref)
-                rows.append({"sampler": name, "group": group, "steps": n, "nfe": nfe(n), "error": e})
+                e = err(run(spec.fn, opts, data, x0, karras(n), k), ref)
+                rows.append({"sampler": name, "group": group, "steps": n, "nfe": spec.nfe(karras(n), **options),
+                             "error": e})
             print(name, [(r["nfe"], round(r["error"], 4)) for r in rows if r["sampler"] == name], flush=True)
     anchors = []
     for (name, n), want in ANCHORS.items():
@@ -198,7 +203,7 @@ def grids(out, top=6, heldout=(1, 2, 3)):
     data, x0 = setup()
     ref = run(samplers.heun, {}, data, x0, karras(REF_STEPS))
     cands = {"dpmpp_2m": (samplers.dpmpp_2m, {}), "dpmpp_3m": (samplers.dpmpp_3m_sde, {"eta": 0.0}),
-             "unipc-2": (unipc, {"order": 2}), "unipc-3": (unipc, {"order": 3})}
+             "unipc-2": (samplers.unipc, {"order": 2}), "unipc-3": (samplers.unipc, {"order": 3})}
     grid_fns = {f"karras rho={rho:g} σmin={smin:g}": functools.partial(karras, sigma_min=smin, rho=rho)
                 for rho in (3.0, 5.0, 7.0, 10.0) for smin in (0.002, 0.03, 0.1, 0.2, 0.4)}
     grid_fns.update({f"log-uniform σmin={smin:g}": functools.partial(
@@ -414,8 +419,8 @@ def wall_time(out):
                      f"{r['jaxdiff'] * 1e3:.1f} ms | {r['k-diffusion'] * 1e3:.1f} ms | "
                      f"{r['diffusers'] * 1e3:.1f} ms ({r['diffusers_scheduler']}) | {r['jaxdiff'] / r['calls']:.2f}× | "
                      f"{r['jaxdiff'] / r['k-diffusion']:.2f}× | {r['jaxdiff'] / r['diffusers']:.2f}× |")
-    with open(os.path.join(out, "wall_time.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, "wall_time.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
     return rows
 
@@ -438,4 +443,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,14 +1,16 @@
-"""Samplers over the denoiser seam.
+"""Samplers over the denoiser seam: one protocol, one registry (``jaxdiff.samplers.base``).
 
-k-diffusion-style samplers share one signature, ``sampler(denoiser, x, sigmas, *, key=None,
-noise=None, return_trajectory=False, **options_and_cond) -> x``, with ``denoiser(x, sigma,
-**cond) -> x0_hat``, ``x`` at noise level ``sigmas[0]`` and ``sigmas`` decreasing to 0.
-DDPM/DDIM run on a discrete VP schedule, the score-SDE samplers over a ``jaxdiff.sde``
-process, ``pf_ode``/``solve_ode`` adaptively; guidance wraps a denoiser.
+Every registered sampler is ``sampler(denoiser, x, sigmas, *, key=None, noise=None,
+return_trajectory=False, **options, **cond) -> x`` with ``denoiser(x, sigma, **cond) -> x0_hat``,
+``x`` (B, ...) at noise level ``sigmas[0]`` and ``sigmas`` (N+1,) decreasing to 0. Families: ODE
+(``ode``, ``multistep``), stochastic (``stochastic``), DDPM/DDIM on VP levels (``ddpm``), score-SDE
+over a ``jaxdiff.sde`` process (``score_sde``), adaptive (``adaptive``). ``REGISTRY`` / ``get(name)``
+give each sampler's options, NFE rule and determinism; guidance wraps a denoiser.
 """
 
 from jaxdiff.samplers import noise
 from jaxdiff.samplers.adaptive import ODEStats, pf_ode, solve_ode
+from jaxdiff.samplers.base import REGISTRY, SamplerSpec, check_options, get
 from jaxdiff.samplers.ddpm import analytic_dpm_variances, ddim, ddpm, vp_sigmas
 from jaxdiff.samplers.grids import optimise_sigmas
 from jaxdiff.samplers.guidance import cfg_denoiser, gradient_guidance, inpaint
@@ -26,12 +28,12 @@ from jaxdiff.samplers.stochastic import (
 )
 
 __all__ = [
-    "noise",
+    "noise", "REGISTRY", "SamplerSpec", "get", "check_options",
     # ODE
     "euler", "heun", "dpm_2", "dpmpp_2m", "lms", "unipc",
     # stochastic
     "edm", "euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde",
-    # discrete VP
+    # VP levels
     "ddpm", "ddim", "analytic_dpm_variances", "vp_sigmas",
     # score SDE
     "euler_maruyama", "reverse_diffusion", "predictor_corrector", "reverse_sde", "annealed_langevin",

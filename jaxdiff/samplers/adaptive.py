@@ -2,7 +2,7 @@
 
 ``solve_ode(f, y0, t0, t1, ...)`` integrates ``dy/dt = f(t, y)`` for any pytree ``y``
 (e.g. an augmented ``(x, logp)`` state for likelihoods) from ``t0`` to ``t1`` (either
-direction) and returns ``(y1, ODEStats)``. ``pf_ode(denoiser, x, sigma_max, sigma_min)``
+direction) and returns ``(y1, ODEStats)``. ``pf_ode``, a sampler of the house protocol,
 solves the EDM probability-flow ODE with it. Everything jits; under ``vmap`` every
 example gets its own step sizes. One error norm covers the whole state, so a batch
 solved without ``vmap`` shares its steps (as score_sde's scipy solve does).
@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff._checks import check_denoised
+from jaxdiff._checks import check_sigmas
+from jaxdiff.samplers.base import denoise, finish, register
 
 Array = Any
 
@@ -162,31 +163,34 @@ def solve_ode(f: Callable, y0: Any, t0: Array, t1: Array, *, rtol: float = 1e-5,
     return s["y"], ODEStats(s["nfe"], s["acc"], s["rej"], s["t"])
 
 
-def pf_ode(denoiser: Callable, x: Array, sigma_max: float, sigma_min: float, *, rtol: float = 1e-5,
-           atol: float = 1e-5, denoise_to_zero: bool = True, **options) -> tuple[Array, ODEStats]:
+@register(nfe=lambda n, **_: None, deterministic=True)
+def pf_ode(denoiser: Callable, x: Array, sigmas: Array, *, key=None, noise=None, rtol: float = 1e-5,
+           atol: float = 1e-5, max_steps: int = 4096, pcoeff: float = 0.0, icoeff: float = 1.0,
+           dcoeff: float = 0.0, return_stats: bool = False, return_trajectory: bool = False, **cond):
     """Adaptive solve of the EDM probability-flow ODE ``dx/dsigma = (x - D(x; sigma))/sigma``.
 
-    ``x`` (B, ...) at ``sigma_max`` -> ``x`` (B, ...) at ``sigma_min``, then (if
-    ``denoise_to_zero``) ``D(x; sigma_min)``, one more NFE. Integrated in ``u = log sigma``,
-    where ``dx/du = x - D(x; sigma)``, which leaves the solution unchanged and keeps step
-    sizes comparable across scales. ``options`` go to ``solve_ode`` (``first_step``,
-    ``max_steps``, PID coefficients); ``denoiser`` must not need conditioning (close over it).
-    Returns ``(x, ODEStats)``; its ``t_final`` is ``log sigma``.
+    The protocol of ``jaxdiff.samplers.base``, with a grid of which only the ends matter:
+    ``x`` (B, ...) at ``sigmas[0]`` is carried to ``sigma_min = sigmas[-2]`` (the last nonzero
+    level) by Dormand–Prince, then the step to 0 is ``D(x; sigma_min)``, one more NFE; the
+    trajectory (2, B, ...) holds those two states. Integrated in ``u = log sigma``, where
+    ``dx/du = x - D(x; sigma)``, which leaves the solution unchanged and keeps step sizes
+    comparable across scales. ``rtol``, ``atol``, ``max_steps`` and the PID coefficients are
+    ``solve_ode``'s. NFE is data-dependent: ``return_stats`` appends the
+    ``ODEStats`` (its ``t_final`` is ``log sigma``).
     """
-    _check_positive("sigma_min", sigma_min)
-    if not isinstance(sigma_max, jax.core.Tracer) and not isinstance(sigma_min, jax.core.Tracer):
-        if not float(sigma_max) > float(sigma_min):
-            raise ValueError(f"sigma_max must be > sigma_min={sigma_min!r}, got {sigma_max!r}")
+    del key, noise
+    check_sigmas(sigmas)
+    if jnp.shape(sigmas)[0] < 3:
+        raise ValueError(f"sigmas must hold sigma_max, sigma_min > 0 and 0 (at least 3 levels), got {jnp.shape(sigmas)}")
+    sigmas = jnp.asarray(sigmas, x.dtype)
+    sigma_min = sigmas[-2]
 
     def rhs(u, x):
-        denoised = denoiser(x, jnp.exp(u))
-        check_denoised(x, denoised)
-        return x - denoised
+        return x - denoise(denoiser, x, jnp.exp(u), cond)
 
-    u0 = jnp.log(jnp.asarray(sigma_max, x.dtype))
-    u1 = jnp.log(jnp.asarray(sigma_min, x.dtype))
-    x, stats = solve_ode(rhs, x, u0, u1, rtol=rtol, atol=atol, **options)
-    if denoise_to_zero:
-        x = denoiser(x, jnp.asarray(sigma_min, x.dtype))
-        stats = stats._replace(nfe=stats.nfe + 1)
-    return x, stats
+    x_min, stats = solve_ode(rhs, x, jnp.log(sigmas[0]), jnp.log(sigma_min), rtol=rtol, atol=atol,
+                             max_steps=max_steps, pcoeff=pcoeff, icoeff=icoeff, dcoeff=dcoeff)
+    x = denoise(denoiser, x_min, sigma_min, cond)
+    stats = stats._replace(nfe=stats.nfe + 1)
+    out = finish(x, jnp.stack([x_min, x]) if return_trajectory else None, return_trajectory)
+    return (*(out if return_trajectory else (out,)), stats) if return_stats else out

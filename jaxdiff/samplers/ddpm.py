@@ -1,22 +1,18 @@
-"""DDPM ancestral sampling, DDIM and Analytic-DPM on a discrete VP schedule.
+"""DDPM ancestral sampling, DDIM and Analytic-DPM on a sigma grid.
 
-Convention: these samplers work in DDPM's own variable,
-``x_t = sqrt(abar_t) y + sqrt(1 - abar_t) eps`` with ``abar = alphas_cumprod`` (T,),
-so ``x`` (B, ...) starts at ``timesteps[0]`` (e.g. ``x ~ N(0, I)``) and the result is
-a data sample ``y``. The denoiser of the EDM seam is called on the unscaled
-``x_t / sqrt(abar_t)`` at ``sigma_t = sqrt(1 / abar_t - 1)`` (``vp_sigmas`` gives that
-grid, so DDIM with ``eta=0`` equals ``ode.euler`` on ``x_T / sqrt(abar_T)``).
-``timesteps`` (K,) are strictly decreasing integer indices into ``alphas_cumprod``;
-the step after the last one goes to ``abar = 1`` (diffusers' ``set_alpha_to_one``).
+The protocol of ``jaxdiff.samplers.base``: ``x`` is in the EDM variable at ``sigmas[0]``. Each
+level σ is a VP level ``abar = 1 / (1 + σ²)`` (DDPM's ``x_t = sqrt(abar) x``); the final 0 is
+``abar = 1`` (diffusers' ``set_alpha_to_one``). ``vp_sigmas(alphas_cumprod, timesteps)`` turns a
+discrete DDPM schedule into that grid, so DDPM's ``x_T`` enters as ``x_T / sqrt(abar_T)``.
 
-One step from ``a = abar_t`` to ``a' = abar_prev``, with ``x0 = D(x / sqrt(a), sigma_t)`` and
-``eps = (x - sqrt(a) x0) / sqrt(1 - a)``, is DDIM's
+One step from ``a = abar(σ)`` to ``a' = abar(σ')``, with ``x0 = D(x; σ)`` and ``eps = (x - x0) / σ``,
+is DDIM's
 
-    x' = sqrt(a') x0 + sqrt(1 - a' - v) eps + sqrt(v) z,   v = eta^2 (1 - a')/(1 - a) (1 - a/a'),
+    x_t' = sqrt(a') x0 + sqrt(1 - a' - v) eps + sqrt(v) z,   v = eta^2 (1 - a')/(1 - a) (1 - a/a'),
 
-and DDPM's is the posterior mean (DDIM's with ``eta = 1``) plus noise of a chosen variance
-(``fixed_small``: the posterior variance, i.e. DDIM ``eta = 1``; ``fixed_large``:
-``beta = 1 - a/a'``; or an array such as Analytic-DPM's).
+written in DDPM's variable ``x_t = sqrt(a) x``; DDPM's is the posterior mean (DDIM's with
+``eta = 1``) plus noise of a chosen variance (``fixed_small``: the posterior variance, i.e. DDIM
+``eta = 1``; ``fixed_large``: ``beta = 1 - a/a'``; or an array such as Analytic-DPM's).
 """
 
 from __future__ import annotations
@@ -27,20 +23,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff._checks import check_denoised
+from jaxdiff._arrays import concrete
+from jaxdiff._checks import check_sigmas
+from jaxdiff.samplers.base import check_nonneg, denoise, finish, noise_source, register, run_steps, step_levels
 
 Array = Any
 
 __all__ = ["ddpm", "ddim", "analytic_dpm_variances", "vp_sigmas"]
 
 
-def _check_schedule(alphas_cumprod, timesteps) -> tuple[Array, Array]:
-    """Validates (when concrete) and returns ``(abar_t, abar_prev)``, both (K,)."""
-    a = np.asarray(alphas_cumprod) if not isinstance(alphas_cumprod, jax.core.Tracer) else None
+def vp_sigmas(alphas_cumprod: Array, timesteps: Array) -> Array:
+    """EDM grid of a discrete schedule: ``sqrt(1/abar - 1)`` at ``timesteps`` (K,) then 0, (K+1,).
+
+    ``alphas_cumprod`` (T,) in (0, 1]; ``timesteps`` strictly decreasing integer indices into it."""
+    a = concrete(alphas_cumprod)
     if a is not None and (a.ndim != 1 or not np.all((a > 0) & (a <= 1))):
         raise ValueError(f"alphas_cumprod must be a 1-D array in (0, 1], got shape {a.shape}")
-    if not isinstance(timesteps, jax.core.Tracer):
-        t = np.asarray(timesteps)
+    t = concrete(timesteps)
+    if t is not None:
         if t.ndim != 1 or t.shape[0] < 1 or not np.issubdtype(t.dtype, np.integer):
             raise ValueError(f"timesteps must be a non-empty 1-D integer array, got {t.dtype} {t.shape}")
         if np.any(np.diff(t) >= 0):
@@ -48,102 +48,92 @@ def _check_schedule(alphas_cumprod, timesteps) -> tuple[Array, Array]:
         n = np.shape(alphas_cumprod)[0]
         if t.min() < 0 or t.max() >= n:
             raise ValueError(f"timesteps must lie in [0, {n - 1}] (alphas_cumprod), got {t.min()}..{t.max()}")
-    alphas_cumprod = jnp.asarray(alphas_cumprod)
-    abar = alphas_cumprod[jnp.asarray(timesteps)]
-    return abar, jnp.concatenate([abar[1:], jnp.ones((1,), abar.dtype)])
-
-
-def vp_sigmas(alphas_cumprod: Array, timesteps: Array) -> Array:
-    """EDM grid of the discrete schedule: ``sqrt(1/abar - 1)`` at ``timesteps`` then 0, (K+1,)."""
-    abar, _ = _check_schedule(alphas_cumprod, timesteps)
+    abar = jnp.asarray(alphas_cumprod)[jnp.asarray(timesteps)]
     return jnp.concatenate([jnp.sqrt((1.0 - abar) / abar), jnp.zeros((1,), abar.dtype)])
 
 
-def _predict(denoiser, x, a, cond):
-    """``(x0, eps)`` predicted from ``x_t`` at ``abar_t = a``."""
-    return _predict_with(denoiser, x, jnp.sqrt(a), jnp.sqrt((1.0 - a) / a), jnp.sqrt(1.0 - a), cond)
-
-
-def _predict_with(denoiser, x, sa, sigma, s1a, cond):
-    """``_predict`` given ``sqrt(a)``, ``sigma_t`` and ``sqrt(1 - a)``."""
-    x0 = denoiser(x / sa, sigma, **cond)
-    check_denoised(x, x0)
-    return x0, (x - sa * x0) / s1a
+def _abar(sigma):
+    return 1.0 / (1.0 + sigma**2)
 
 
 def _posterior_small(a, a_prev):
-    """``(1 - a')/(1 - a) (1 - a/a')``: variance of ``q(x_{t'} | x_t, x_0)``."""
+    """``(1 - a')/(1 - a) (1 - a/a')``: variance of ``q(x_{t'} | x_t, x_0)`` in DDPM's variable."""
     return (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev)
 
 
-def _run(denoiser, x, abar, abar_prev, lam2, variances, key, cond):
-    """The shared scan: mean ``sqrt(a') x0 + sqrt(1 - a' - lam2) eps``, plus ``sqrt(v) z``."""
-    dtype = x.dtype
-    keys = jax.random.split(key, abar.shape[0]) if key is not None else jnp.zeros((abar.shape[0],))
+def _run(denoiser, x, sigmas, lam2, variances, key, noise, return_trajectory, cond):
+    """The shared scan in the EDM variable: ``x' = x0 + c_eps eps + c_z z`` with
+    ``c_eps = sqrt((1 - a' - lam2) / a')`` and ``c_z = sqrt(v / a')``; no draw where ``v`` is None."""
+    sig, sig_next = step_levels(x, sigmas)
+    # Per-step coefficients in at least float32, then cast to x's dtype: in bfloat16, abar = 1 − 1e-4
+    # rounds to 1 and 1 − abar to 0.
+    wide = jnp.promote_types(x.dtype, jnp.float32)
+    a_next = _abar(jnp.asarray(sigmas, wide)[1:])
+    c_eps = jnp.sqrt(jnp.maximum(1.0 - a_next - lam2.astype(wide), 0.0) / a_next).astype(x.dtype)
+    c_z = None if variances is None else jnp.sqrt(variances.astype(wide) / a_next).astype(x.dtype)
 
     def step(x, s):
-        sa, sigma, s1a, sa_prev, s_eps, sv, k = s
-        x0, eps = _predict_with(denoiser, x, sa, sigma, s1a, cond)
-        x = sa_prev * x0 + s_eps * eps
-        if key is not None:
-            x = x + sv * jax.random.normal(k, x.shape, dtype)
-        return x.astype(dtype), None
+        i, sigma, sigma_next, ce, cz = s
+        x0 = denoise(denoiser, x, sigma, cond)
+        x = x0 + ce * (x - x0) / sigma
+        if cz is not None:
+            x = x + cz * noise(key, i, sigma, sigma_next, x.shape, x.dtype)
+        return x
 
-    # Per-step scalars in at least float32, then cast to x's dtype: in bfloat16, abar = 1 − 1e-4 (t = 0)
-    # rounds to 1 and sqrt(1 − abar) to 0, which made eps 0/0 = NaN.
-    a, a_prev, l2, v = (c.astype(jnp.promote_types(dtype, jnp.float32)) for c in (abar, abar_prev, lam2, variances))
-    coefs = (jnp.sqrt(a), jnp.sqrt((1.0 - a) / a), jnp.sqrt(1.0 - a), jnp.sqrt(a_prev),
-             jnp.sqrt(jnp.maximum(1.0 - a_prev - l2, 0.0)), jnp.sqrt(v))
-    xs = tuple(c.astype(dtype) for c in coefs) + (keys,)
-    x, _ = jax.lax.scan(step, x, xs)
-    return x
+    steps = (jnp.arange(sig.shape[0]), sig, sig_next, c_eps, c_z)
+    x, traj = run_steps(step, x, steps, trajectory=return_trajectory)
+    return finish(x, traj, return_trajectory)
 
 
-def ddim(denoiser: Callable, x: Array, alphas_cumprod: Array, timesteps: Array, *, eta: float = 0.0,
-         key: Array | None = None, **cond) -> Array:
-    """DDIM (Song et al. 2021). ``x`` (B, ...) at ``timesteps[0]`` -> sample (B, ...).
-
-    ``eta = 0`` is deterministic (``key`` unused); ``eta = 1`` is DDPM with ``fixed_small``
-    variance (same key, same noise draws). ``eta > 0`` needs ``key``.
-    """
-    if not isinstance(eta, jax.core.Tracer) and not np.all(np.asarray(eta) >= 0):
-        raise ValueError(f"eta must be >= 0, got {eta!r}")
-    abar, abar_prev = _check_schedule(alphas_cumprod, timesteps)
-    stochastic = isinstance(eta, jax.core.Tracer) or float(eta) != 0.0
-    if stochastic and key is None:
-        raise ValueError("key is required when eta > 0")
-    v = jnp.asarray(eta, abar.dtype) ** 2 * _posterior_small(abar, abar_prev)
-    return _run(denoiser, x, abar, abar_prev, v, v, key if stochastic else None, cond)
+def _levels(sigmas):
+    """``(a, a')`` per step (N,), in at least float32."""
+    check_sigmas(sigmas)
+    s = jnp.asarray(sigmas)
+    s = s.astype(jnp.promote_types(s.dtype, jnp.float32))
+    return _abar(s[:-1]), _abar(s[1:])
 
 
-def ddpm(denoiser: Callable, x: Array, alphas_cumprod: Array, timesteps: Array, *, key: Array,
-         variance: str | Array = "fixed_small", **cond) -> Array:
-    """DDPM ancestral sampling (Ho et al. 2020), strided over ``timesteps`` (K,).
+@register(nfe=lambda n, **_: n, deterministic=True)
+def ddim(denoiser: Callable, x: Array, sigmas: Array, *, key: Array | None = None, noise=None, eta: float = 0.0,
+         return_trajectory: bool = False, **cond):
+    """DDIM (Song et al. 2021); NFE = N. ``eta = 0`` is deterministic (``key`` unused, equal to
+    ``euler``); ``eta = 1`` is DDPM with ``fixed_small`` variance (same key, same draws)."""
+    check_nonneg("eta", eta)
+    a, a_next = _levels(sigmas)
+    stochastic = concrete(eta) is None or float(eta) != 0.0
+    noise = noise_source(key, noise) if stochastic else None
+    v = jnp.asarray(eta, a.dtype) ** 2 * _posterior_small(a, a_next)
+    return _run(denoiser, x, sigmas, v, v if stochastic else None, key, noise, return_trajectory, cond)
+
+
+@register(nfe=lambda n, **_: n, deterministic=False)
+def ddpm(denoiser: Callable, x: Array, sigmas: Array, *, key: Array | None = None, noise=None,
+         variance: str | Array = "fixed_small", return_trajectory: bool = False, **cond):
+    """DDPM ancestral sampling (Ho et al. 2020), strided over the grid; NFE = N.
 
     ``variance``: ``"fixed_small"`` (posterior variance), ``"fixed_large"`` (``beta = 1 - a/a'``,
-    none on the last step, as Ho et al.), or a (K,) array of reverse variances in the
-    ``x_{t'}`` variable, e.g. from ``analytic_dpm_variances`` (used on every step).
+    none on the last step, as Ho et al.), or an (N,) array of reverse variances in DDPM's
+    variable, e.g. from ``analytic_dpm_variances`` (used on every step).
     """
-    if key is None:
-        raise ValueError("key is required for ddpm")
-    abar, abar_prev = _check_schedule(alphas_cumprod, timesteps)
+    noise = noise_source(key, noise)
+    a, a_next = _levels(sigmas)
     if isinstance(variance, str):
         if variance == "fixed_small":
-            v = _posterior_small(abar, abar_prev)
+            v = _posterior_small(a, a_next)
         elif variance == "fixed_large":
-            v = (1.0 - abar / abar_prev).at[-1].set(0.0)
+            v = (1.0 - a / a_next).at[-1].set(0.0)
         else:
             raise ValueError(f"variance must be 'fixed_small', 'fixed_large' or an array, got {variance!r}")
     else:
         v = jnp.asarray(variance)
-        if v.shape != abar.shape:
-            raise ValueError(f"variance array must have shape {abar.shape} (one per timestep), got {v.shape}")
-    return _run(denoiser, x, abar, abar_prev, _posterior_small(abar, abar_prev), v, key, cond)
+        if v.shape != a.shape:
+            raise ValueError(f"variance array must have shape {a.shape} (one per step), got {v.shape}")
+    return _run(denoiser, x, sigmas, _posterior_small(a, a_next), v, key, noise, return_trajectory, cond)
 
 
-def analytic_dpm_variances(denoiser: Callable, x0: Array, alphas_cumprod: Array, timesteps: Array, *,
-                           key: Array, num_mc: int = 1, return_gamma: bool = False, **cond):
-    """Analytic-DPM (Bao et al. 2022) optimal reverse variances for ``ddpm``, (K,).
+def analytic_dpm_variances(denoiser: Callable, x0: Array, sigmas: Array, *, key: Array, num_mc: int = 1,
+                           return_gamma: bool = False, **cond):
+    """Analytic-DPM (Bao et al. 2022) optimal reverse variances for ``ddpm`` on ``sigmas``, (N,).
 
     ``Gamma_t = E ||eps_hat(x_t)||^2 / d`` is estimated by Monte Carlo over the data batch
     ``x0`` (B, ...) with ``num_mc`` noise draws per example; then, with ``lam2`` the DDPM
@@ -151,25 +141,26 @@ def analytic_dpm_variances(denoiser: Callable, x0: Array, alphas_cumprod: Array,
 
         v*_t = lam2 + (sqrt((1 - a)/alpha) - sqrt(1 - a' - lam2))^2 (1 - Gamma_t),
 
-    clipped to Theorem 2's range ``Gamma_t in [0, 1]``. Returns ``v*`` (K,), or
+    clipped to Theorem 2's range ``Gamma_t in [0, 1]``. Returns ``v*`` (N,), or
     ``(v*, Gamma)`` when ``return_gamma``.
     """
     if int(num_mc) < 1:
         raise ValueError(f"num_mc must be >= 1, got {num_mc!r}")
-    abar, abar_prev = _check_schedule(alphas_cumprod, timesteps)
+    a, a_next = _levels(sigmas)
     x0 = jnp.asarray(x0)
     d = np.prod(x0.shape[1:])
     xs = jnp.repeat(x0, int(num_mc), axis=0)
     cond = {k: jnp.repeat(c, int(num_mc), axis=0) for k, c in cond.items()}
 
-    def gamma(a, k):
+    def gamma(sigma, k):
         eps = jax.random.normal(k, xs.shape, xs.dtype)
-        _, eps_hat = _predict(denoiser, jnp.sqrt(a) * xs + jnp.sqrt(1.0 - a) * eps, a, cond)
+        x = xs + sigma * eps
+        eps_hat = (x - denoise(denoiser, x, sigma, cond)) / sigma
         return jnp.mean(jnp.sum(jnp.reshape(eps_hat, (xs.shape[0], -1)) ** 2, axis=1)) / d
 
-    keys = jax.random.split(key, abar.shape[0])
-    g = jax.lax.map(lambda s: gamma(*s), (abar.astype(xs.dtype), keys))
-    lam2 = _posterior_small(abar, abar_prev)
-    gap = (jnp.sqrt((1.0 - abar) * abar_prev / abar) - jnp.sqrt(jnp.maximum(1.0 - abar_prev - lam2, 0.0))) ** 2
+    sig = jnp.asarray(sigmas)[:-1].astype(xs.dtype)
+    g = jax.lax.map(lambda s: gamma(*s), (sig, jax.random.split(key, sig.shape[0])))
+    lam2 = _posterior_small(a, a_next)
+    gap = (jnp.sqrt((1.0 - a) * a_next / a) - jnp.sqrt(jnp.maximum(1.0 - a_next - lam2, 0.0))) ** 2
     v = lam2 + gap * (1.0 - jnp.clip(g, 0.0, 1.0))
     return (v, g) if return_gamma else v

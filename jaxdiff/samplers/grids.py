@@ -8,14 +8,8 @@ gaps in log σ, each ``softplus(u_k) > 0``, so every iterate is strictly decreas
 last nonzero level moves too; with ``fix_sigma_min=True`` the gaps are a softmax share of
 ``log σ_max - log σ_min`` and both ends stay put.
 
-The loss is used as is, without smoothing: the k-diffusion multistep samplers return the
-denoised estimate ``D(x; σ_last)`` on their last step, and the ideal denoiser's soft-max
-mixture is smooth in ``x`` and σ while σ_last is not tiny. At σ_last ≈ 0.002 (the Karras
-default) it is saturated, every sample sits on one data point and the loss is piecewise
-constant in the grid (a gradient ~1e-13 of the loss, reported as a ``ValueError``): start from
-a grid whose last nonzero level is ~0.05 or more (a log-uniform grid to 0.1–0.4 works on
-digits). Fit on training noise draws and measure on held-out ones: the optimised grid fits its
-training batch.
+Start from a grid whose last nonzero level is ~0.05 or more, fit on training noise draws and
+measure on held-out ones: see [Optimised grids](../../design/samplers.md#optimised-grids).
 """
 
 from __future__ import annotations

@@ -12,15 +12,13 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxdiff._checks import check_denoised, check_sigmas
+from jaxdiff._arrays import bcast
+from jaxdiff._checks import check_denoised
+from jaxdiff.samplers.base import ancestral_step, denoise, finish, noise_source, run_steps, step_levels
 
 Array = Any
 
 __all__ = ["cfg_denoiser", "gradient_guidance", "inpaint"]
-
-
-def _bcast(c, x):
-    return jnp.reshape(c, jnp.shape(c) + (1,) * (x.ndim - jnp.ndim(c)))
 
 
 def cfg_denoiser(denoiser: Callable, scale: float, null_cond: dict) -> Callable:
@@ -62,7 +60,7 @@ def gradient_guidance(denoiser: Callable, log_prob_fn: Callable, scale: float = 
         denoised = denoiser(x, sigma, **cond)
         check_denoised(x, denoised)
         grad = jax.grad(lambda x: jnp.sum(log_prob_fn(x, sigma, **cond)))(x)
-        return denoised + scale * _bcast(jnp.asarray(sigma) ** 2, x) * grad
+        return denoised + scale * bcast(jnp.asarray(sigma) ** 2, x) * grad
 
     return guided
 
@@ -78,55 +76,48 @@ def _check_like(name, a, x) -> Array:
     return a
 
 
-def inpaint(denoiser: Callable, x: Array, sigmas: Array, known: Array, mask: Array, *, key: Array,
-            n_resample: int = 0, **cond) -> Array:
+def inpaint(denoiser: Callable, x: Array, sigmas: Array, *, known: Array, mask: Array, key: Array | None = None,
+            noise=None, n_resample: int = 0, return_trajectory: bool = False, **cond):
     """Imputation by replacement (score_sde's controllable generation), optionally harmonised
     by RePaint resampling (Lugmayr et al. 2022).
 
-    ``x`` (B, ...) at ``sigmas[0]``; ``known`` and ``mask`` broadcast to ``x`` (``mask``
-    true/1 where ``known`` is observed). Each step ``sigma -> sigma'`` is an ancestral
-    (DDPM-like, ``eta = 1``) step of the whole ``x``, after which the known region is
-    replaced by ``known + sigma' z``; ``n_resample`` times per step the result is
-    re-noised to ``sigma`` and the step repeated. Returns (B, ...), equal to ``known``
-    on the mask. Replacement is exact when the known and unknown parts are independent;
-    for correlated data it biases the unknown part toward the unconditional mean, which
-    resampling reduces (see tests).
+    The protocol of ``jaxdiff.samplers.base`` plus ``known`` and ``mask``, which broadcast to
+    ``x`` (``mask`` true/1 where ``known`` is observed). Each step ``sigma -> sigma'`` is an
+    ancestral (DDPM-like, ``eta = 1``) step of the whole ``x``, after which the known region is
+    replaced by ``known + sigma' z``; ``n_resample`` times per step the result is re-noised to
+    ``sigma`` and the step repeated. Returns (B, ...), equal to ``known`` on the mask.
+    Replacement is exact when the known and unknown parts are independent; for correlated data
+    it biases the unknown part toward the unconditional mean, which resampling reduces.
     """
-    check_sigmas(sigmas)
-    if key is None:
-        raise ValueError("key is required")
+    noise = noise_source(key, noise)
     if int(n_resample) < 0:
         raise ValueError(f"n_resample must be >= 0, got {n_resample!r}")
     known = _check_like("known", known, x).astype(x.dtype)
     mask = _check_like("mask", mask, x).astype(bool)
-    sigmas = jnp.asarray(sigmas, x.dtype)
+    sig, sig_next = step_levels(x, sigmas)
+    draws = 2 + 3 * int(n_resample)  # noise-source calls per step; call 0 of the run seeds x
 
-    def replace(x, sigma, k):
-        return jnp.where(mask, known + sigma * jax.random.normal(k, x.shape, x.dtype), x)
+    def draw(counter, sigma, sigma_next):
+        return noise(key, counter, sigma, sigma_next, x.shape, x.dtype)
 
-    def ancestral(x, sigma, sigma_next, k):
-        denoised = denoiser(x, sigma, **cond)
-        check_denoised(x, denoised)
-        sigma_up = jnp.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
-        sigma_down = jnp.sqrt(sigma_next**2 - sigma_up**2)
-        k1, k2 = jax.random.split(k)
-        x = denoised + sigma_down / sigma * (x - denoised) + sigma_up * jax.random.normal(k1, x.shape, x.dtype)
-        return replace(x, sigma_next, k2)
+    def ancestral(x, sigma, sigma_next, counter):
+        denoised = denoise(denoiser, x, sigma, cond)
+        sigma_down, sigma_up = ancestral_step(sigma, sigma_next)
+        x = denoised + sigma_down / sigma * (x - denoised) + sigma_up * draw(counter, sigma, sigma_next)
+        return jnp.where(mask, known + sigma_next * draw(counter + 1, sigma, sigma_next), x)
 
     def step(x, s):
-        sigma, sigma_next, k = s
-        k_step, k_res = jax.random.split(k)
+        i, sigma, sigma_next = s
+        base = 1 + i * draws
 
-        def harmonise(i, x):
-            kn, ks = jax.random.split(jax.random.fold_in(k_res, i))
-            x = x + jnp.sqrt(sigma**2 - sigma_next**2) * jax.random.normal(kn, x.shape, x.dtype)
-            return ancestral(x, sigma, sigma_next, ks)
+        def harmonise(r, x):
+            c = base + 2 + 3 * r
+            x = x + jnp.sqrt(sigma**2 - sigma_next**2) * draw(c, sigma_next, sigma)
+            return ancestral(x, sigma, sigma_next, c + 1)
 
-        x = ancestral(x, sigma, sigma_next, k_step)
-        return jax.lax.fori_loop(0, int(n_resample), harmonise, x), None
+        x = ancestral(x, sigma, sigma_next, base)
+        return jax.lax.fori_loop(0, int(n_resample), harmonise, x)
 
-    k0, key = jax.random.split(key)
-    x = replace(x, sigmas[0], k0)
-    keys = jax.random.split(key, sigmas.shape[0] - 1)
-    x, _ = jax.lax.scan(step, x, (sigmas[:-1], sigmas[1:], keys))
-    return x
+    x = jnp.where(mask, known + sig[0] * draw(0, sig[0], sig[0]), x)
+    x, traj = run_steps(step, x, (jnp.arange(sig.shape[0]), sig, sig_next), trajectory=return_trajectory)
+    return finish(x, traj, return_trajectory)

@@ -1,6 +1,6 @@
 """UniPC (Zhao et al., 2023): multistep predictor–corrector in λ = -log σ, data prediction, B(h) = e^h - 1.
 
-Same signature as ``jaxdiff.samplers.ode``. Follows diffusers' ``UniPCMultistepScheduler``
+The protocol of ``jaxdiff.samplers.base`` (``key`` and ``noise`` are ignored). Follows diffusers' ``UniPCMultistepScheduler``
 (``predict_x0=True``, ``solver_type="bh2"``, ``lower_order_final=True``) with α = 1: the
 predictor UniP-p uses the last p denoised estimates; after the next evaluation the new
 point is corrected by UniC, which reuses that evaluation (evaluated at the uncorrected
@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 
-from jaxdiff.samplers.ode import _denoise, _finish, _grid
+from jaxdiff.samplers.base import denoise, finish, register, run_steps, step_levels
 
 __all__ = ["unipc"]
 
@@ -61,14 +60,16 @@ def _select(p, variants):
     return out
 
 
-def unipc(denoiser, x, sigmas, *, order: int = 3, return_trajectory: bool = False, **cond):
+@register(nfe=lambda n, order=3: n, deterministic=True)
+def unipc(denoiser, x, sigmas, *, key=None, noise=None, order: int = 3, return_trajectory: bool = False, **cond):
     """UniPC-``order`` (1 to 3) with the UniC corrector, DPM-Solver++ style data prediction; NFE = N."""
+    del key, noise
     if isinstance(order, bool) or not isinstance(order, int) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    sigmas, (sig, sig_next) = _grid(x, sigmas)
+    sig, sig_next = step_levels(x, sigmas)
     n = sig.shape[0]
     # λ at σ_{i-3}, ..., σ_i, σ_{i+1}; levels before the grid are padded (their terms are never selected).
-    pad = sigmas[0] * jnp.asarray([8.0, 4.0, 2.0], x.dtype)
+    pad = sig[0] * jnp.asarray([8.0, 4.0, 2.0], x.dtype)
     lam_all = -jnp.log(jnp.concatenate([pad, sig]))
     lams = jnp.stack([lam_all[3 - k : 3 - k + n] for k in range(4)], axis=1)  # (N, 4): λ_i, λ_{i-1}, ...
     idx = jnp.arange(n)
@@ -77,7 +78,7 @@ def unipc(denoiser, x, sigmas, *, order: int = 3, return_trajectory: bool = Fals
     def step(carry, s):
         x, x_base, hist, p_prev = carry  # hist: D_{i-1}, D_{i-2}, D_{i-3}
         i, lam, sigma, sigma_next, p = s
-        d = _denoise(denoiser, x, sigma, cond)
+        d = denoise(denoiser, x, sigma, cond)
         # UniC: correct x_i from base x_{i-1} with D_{i-1}, ... and the new D_i.
         corrected = [_update(x_base, lam[1:], lam[0], hist, d, q, True) for q in range(1, order + 1)]
         x = jnp.where(i > 0, _select(p_prev, corrected), x)
@@ -86,9 +87,10 @@ def unipc(denoiser, x, sigmas, *, order: int = 3, return_trajectory: bool = Fals
         lam_t = -jnp.log(jnp.where(last, 0.5 * sigma, sigma_next))  # a finite stand-in; unused when last
         predicted = [_update(x, lam[:3], lam_t, ms, None, q, False) for q in range(1, order + 1)]
         x_next = jnp.where(last, d, _select(p, predicted))
-        return (x_next, x, ms, p), x_next
+        return x_next, x, ms, p
 
     zero = jnp.zeros_like(x)
     init = (x, x, (zero, zero, zero), jnp.ones((), p_pred.dtype))
-    (x, *_), traj = jax.lax.scan(step, init, (idx, lams, sig, sig_next, p_pred))
-    return _finish(x, traj, return_trajectory)
+    (x, *_), traj = run_steps(step, init, (idx, lams, sig, sig_next, p_pred), trajectory=return_trajectory,
+                              state=lambda c: c[0])
+    return finish(x, traj, return_trajectory)

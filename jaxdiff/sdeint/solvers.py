@@ -40,13 +40,15 @@ __all__ = [
 class Solver:
     """One step ``step(f, g, x, t, dt, dw, hh) -> x_next``; ``hh`` is the space-time Lévy area.
 
-    ``calculus`` is "ito" or "stratonovich"; ``levy_area`` says whether ``hh`` is used.
+    ``calculus`` is "ito" or "stratonovich"; ``levy_area`` says whether ``hh`` is used;
+    ``drift_evals`` counts the evaluations of ``f`` (values or derivatives) per step.
     """
 
     name: str
     step: Callable
     calculus: str
     levy_area: bool = False
+    drift_evals: int = 1
 
 
 def _axpy(a, x, y):
@@ -125,9 +127,9 @@ def _weak2_step(f, g, x, t, dt, dw, hh=None):
 euler_maruyama = Solver("euler_maruyama", _em_step, "ito")
 milstein = Solver("milstein", lambda *a: _milstein_step(*a, ito=True), "ito")
 milstein_stratonovich = Solver("milstein_stratonovich", lambda *a: _milstein_step(*a, ito=False), "stratonovich")
-stochastic_heun = Solver("stochastic_heun", _heun_step, "stratonovich")
-sra1 = Solver("sra1", _sra1_step, "ito", levy_area=True)
-weak2 = Solver("weak2", _weak2_step, "ito")
+stochastic_heun = Solver("stochastic_heun", _heun_step, "stratonovich", drift_evals=2)
+sra1 = Solver("sra1", _sra1_step, "ito", levy_area=True, drift_evals=2)
+weak2 = Solver("weak2", _weak2_step, "ito", drift_evals=4)
 
 
 def time_grid(t0, t1, dt):

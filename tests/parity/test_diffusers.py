@@ -1,4 +1,5 @@
-"""Parity of ``ddim`` / ``ddpm`` with diffusers' Flax schedulers (float64, same denoiser and x).
+"""Parity of ``ddim`` / ``ddpm`` with diffusers' Flax schedulers (float64, same denoiser and x; jaxdiff
+runs on ``vp_sigmas`` of the same schedule, from ``x_T / sqrt(abar_T)`` in the EDM variable).
 
 Needs ``requirements-parity-diffusers.txt`` (diffusers 0.37.1, the last release with the Flax
 schedulers). Both schedulers take ``prediction_type="sample"``, i.e. the denoiser's x0_hat,
@@ -44,7 +45,8 @@ def test_ddim_eta0(x64):
     ref = x
     for t in state.timesteps:
         ref = sched.step(state, _x0_hat(ref, abar[t]), t, ref, eta=0.0).prev_sample
-    out = samplers.ddim(gaussian_denoiser, x, abar, state.timesteps.astype(jnp.int32))
+    ts = state.timesteps.astype(jnp.int32)
+    out = samplers.ddim(gaussian_denoiser, x / jnp.sqrt(abar[ts[0]]), samplers.vp_sigmas(abar, ts))
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
 
 
@@ -59,7 +61,7 @@ def test_ddpm_full_chain(x64, monkeypatch, variance):
     ts = state.timesteps.astype(jnp.int32)
     x = jax.random.normal(jax.random.key(0), (4, 5), jnp.float64)
     key = jax.random.key(1)
-    ours = jax.random.split(key, T)  # jaxdiff draws step i's noise from split(key, K)[i]
+    ours = [jax.random.fold_in(key, i) for i in range(T)]  # the default noise source: step i draws fold_in(key, i)
     ref = x
     for i, t in enumerate(ts):
         step_key = jax.random.key(100 + i)
@@ -68,5 +70,6 @@ def test_ddpm_full_chain(x64, monkeypatch, variance):
             std = jnp.sqrt(sched._get_variance(state, t))
             theirs = jax.random.normal(jax.random.split(step_key, 1)[0], x.shape, jnp.float64)
             ref = ref + std * (jax.random.normal(ours[i], x.shape, jnp.float64) - theirs)
-    out = samplers.ddpm(gaussian_denoiser, x, abar, ts, key=key, variance=variance)
+    out = samplers.ddpm(gaussian_denoiser, x / jnp.sqrt(abar[ts[0]]), samplers.vp_sigmas(abar, ts), key=key,
+                        variance=variance)
     np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)

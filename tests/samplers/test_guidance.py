@@ -81,7 +81,7 @@ def run_inpaint(rho, n_resample, n=50):
     known, mask = jnp.array([0.0, 1.0]), jnp.array([False, True])
     x = 80.0 * jax.random.normal(jax.random.key(0), (20000, 2))
     fn = jax.jit(lambda x: samplers.inpaint(correlated_denoiser(rho, m), x, schedules.karras(n, 0.002, 80.0),
-                                            known, mask, key=jax.random.key(1), n_resample=n_resample))
+                                            known=known, mask=mask, key=jax.random.key(1), n_resample=n_resample))
     out = fn(x)
     np.testing.assert_array_equal(out[:, 1], 1.0)  # the known region is exactly `known`
     return out[:, 0], m[0] + rho * (1.0 - m[1]), 1.0 - rho**2  # unknown part, conditional mean, var
@@ -106,6 +106,6 @@ def test_inpaint_bad_input():
     sig = schedules.karras(4, 0.002, 80.0)
     den = correlated_denoiser(0.0, jnp.zeros(2))
     with pytest.raises(ValueError, match="mask must broadcast"):
-        samplers.inpaint(den, x, sig, jnp.zeros(2), jnp.ones((3,), bool), key=jax.random.key(0))
+        samplers.inpaint(den, x, sig, known=jnp.zeros(2), mask=jnp.ones((3,), bool), key=jax.random.key(0))
     with pytest.raises(ValueError, match="known must broadcast"):
-        samplers.inpaint(den, x, sig, jnp.zeros((5, 2)), jnp.ones(2, bool), key=jax.random.key(0))
+        samplers.inpaint(den, x, sig, known=jnp.zeros((5, 2)), mask=jnp.ones(2, bool), key=jax.random.key(0))

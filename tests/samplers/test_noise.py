@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff import samplers, schedules
+from jaxdiff import samplers, schedules, sdeint
 from jaxdiff.denoisers import gaussian_denoiser
 from jaxdiff.samplers.noise import BrownianTreeNoise, gaussian
 
@@ -83,3 +83,12 @@ def test_brownian_tree_in_sampler_is_jittable():
     eager = samplers.dpmpp_2m_sde(denoiser, x, sigmas, key=KEY, noise=tree)
     np.testing.assert_allclose(out, eager, rtol=1e-5, atol=1e-5)
     assert bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_brownian_tree_noise_is_the_virtual_brownian_tree(x64):
+    """The samplers' Brownian noise is an adapter over ``sdeint.VirtualBrownianTree``: W(σ) is the
+    tree's B(u) on [0, 1] at u = (σ - σ_min) / (σ_max - σ_min), scaled by sqrt(σ_max - σ_min)."""
+    source = BrownianTreeNoise(0.5, 4.5, depth=12)
+    tree = sdeint.VirtualBrownianTree(0.0, 1.0, KEY, shape=(3,), depth=12, dtype=jnp.float64)
+    np.testing.assert_allclose(source.w(KEY, 2.5, (3,), jnp.float64), 2.0 * tree.evaluate(0.5), rtol=1e-12)
+    np.testing.assert_allclose(source(KEY, 0, 4.5, 0.5, (3,), jnp.float64), tree.increment(1.0, 0.0), rtol=1e-12)

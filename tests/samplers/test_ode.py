@@ -50,8 +50,8 @@ def test_heun_nfe_and_trajectory(x0):
     out, traj = samplers.heun(counting, x0, sig, return_trajectory=True)
     assert traj.shape == (5, *x0.shape)
     np.testing.assert_array_equal(traj[-1], out)
-    # Traced once: one call for the Euler slope, one inside the correction branch.
-    assert len(calls) == 2
+    # Traced once: two calls in the loop's Heun step, one in the final Euler step outside the loop.
+    assert len(calls) == 3
 
 
 def test_heun_is_deterministic(x0):

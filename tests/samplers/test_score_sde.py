@@ -19,14 +19,19 @@ def gaussian_denoiser(x, sigma):
     return M + S**2 / (S**2 + sigma**2) * (x - M)
 
 
-def run(sampler, sde, n, shape=SHAPE, **kw):
+def grid(sde, n):
+    """score_sde's time grid from T to eps, as noise levels, then the final 0: (n + 2,)."""
     if isinstance(sde, EDMSDE):  # t = sigma: a geometric grid, as uniform steps in sigma starve small sigma
         ts = jnp.geomspace(sde.T, sde.eps, n + 1)
     else:
         ts = jnp.linspace(sde.T, sde.eps, n + 1)
-    x = sde.prior_sample(jax.random.key(0), shape)
-    fn = jax.jit(lambda x: sampler(sde, gaussian_denoiser, x, ts, key=jax.random.key(1), **kw))
-    return fn(x) / sde.scale(ts[-1])
+    return jnp.concatenate([sde.sigma(ts), jnp.zeros(1)])
+
+
+def run(sampler, sde, n, shape=SHAPE, **kw):
+    sigmas = grid(sde, n)
+    x = sde.prior_sample(jax.random.key(0), shape) / sde.scale(sde.T)  # in the EDM variable at sigmas[0]
+    return jax.jit(lambda x: sampler(gaussian_denoiser, x, sigmas, process=sde, key=jax.random.key(1), **kw))(x)
 
 
 def var_error(out):
@@ -73,17 +78,17 @@ def test_bad_input():
     sde = VPSDE()
     x = jnp.zeros((2, 3))
     key = jax.random.key(0)
+    sigmas = grid(sde, 4)
     with pytest.raises(ValueError, match="strictly decreasing"):
-        samplers.euler_maruyama(sde, gaussian_denoiser, x, jnp.linspace(0.01, 1.0, 5), key=key)
-    with pytest.raises(ValueError, match="ts must lie in"):
-        samplers.euler_maruyama(sde, gaussian_denoiser, x, jnp.linspace(2.0, 0.01, 5), key=key)
-    ts = jnp.linspace(1.0, 0.01, 5)
+        samplers.euler_maruyama(gaussian_denoiser, x, jnp.array([0.5, 1.0, 0.0]), process=sde, key=key)
+    with pytest.raises(ValueError, match="sigmas must lie in the process's range"):
+        samplers.euler_maruyama(gaussian_denoiser, x, schedules.karras(4, 0.01, 500.0), process=sde, key=key)
     with pytest.raises(ValueError, match="snr must be > 0"):
-        samplers.predictor_corrector(sde, gaussian_denoiser, x, ts, key=key, snr=0.0)
+        samplers.predictor_corrector(gaussian_denoiser, x, sigmas, process=sde, key=key, snr=0.0)
     with pytest.raises(ValueError, match="predictor must be"):
-        samplers.predictor_corrector(sde, gaussian_denoiser, x, ts, key=key, predictor="x")
+        samplers.predictor_corrector(gaussian_denoiser, x, sigmas, process=sde, key=key, predictor="x")
     with pytest.raises(ValueError, match="denoiser returned shape"):
-        samplers.euler_maruyama(sde, lambda x, s: x[:, :1], x, jnp.linspace(1.0, 0.01, 5), key=key)
+        samplers.euler_maruyama(lambda x, s: x[:, :1], x, sigmas, process=sde, key=key)
     with pytest.raises(ValueError, match="step_lr must be > 0"):
         samplers.annealed_langevin(gaussian_denoiser, x, schedules.karras(4, 0.01, 1.0), key=key, step_lr=0.0)
 
@@ -97,12 +102,12 @@ def test_reverse_sde_strong_orders_on_one_brownian_tree(x64):
     # Additive noise: Euler–Maruyama has strong order 1, SRA1 1.5, against a fine SRA1 solve on
     # the same virtual Brownian tree (queried at every resolution).
     sde = VPSDE()
-    x = sde.prior_sample(jax.random.key(0), (256, 2), jnp.float64)
-    tree = sdeint.VirtualBrownianTree(-sde.T, -sde.eps, jax.random.key(3), shape=x.shape, depth=10, levy_area=True)
+    x = sde.prior_sample(jax.random.key(0), (256, 2), jnp.float64) / sde.scale(sde.T)
+    tree = sdeint.VirtualBrownianTree(-sde.T, 0.0, jax.random.key(3), shape=x.shape, depth=10, levy_area=True)
 
     def solve(n, solver):
-        ts = jnp.linspace(sde.T, sde.eps, n + 1)
-        return samplers.reverse_sde(sde, gaussian_denoiser, x, ts, bm=tree, solver=solver, denoise=False)
+        sigmas = jnp.concatenate([sde.sigma(jnp.linspace(sde.T, sde.eps, n)), jnp.zeros(1, jnp.float64)])
+        return samplers.reverse_sde(gaussian_denoiser, x, sigmas, process=sde, bm=tree, solver=solver, denoise=False)
 
     ref = solve(1024, sdeint.sra1)
     steps = np.array([8, 16, 32, 64])
@@ -114,8 +119,8 @@ def test_reverse_sde_strong_orders_on_one_brownian_tree(x64):
 
 def test_reverse_sde_bad_input():
     x = jnp.zeros((2, 2))
-    ts = jnp.linspace(1.0, 1e-3, 5)
-    with pytest.raises(ValueError, match="exactly one of key"):
-        samplers.reverse_sde(VPSDE(), gaussian_denoiser, x, ts)
+    sigmas = grid(VPSDE(), 4)
+    with pytest.raises(ValueError, match="key is required"):
+        samplers.reverse_sde(gaussian_denoiser, x, sigmas, process=VPSDE())
     with pytest.raises(ValueError, match="strictly decreasing"):
-        samplers.reverse_sde(VPSDE(), gaussian_denoiser, x, ts[::-1], key=jax.random.key(0))
+        samplers.reverse_sde(gaussian_denoiser, x, jnp.array([0.5, 1.0, 0.0]), process=VPSDE(), key=jax.random.key(0))

@@ -14,8 +14,6 @@ from jaxdiff.data.digits import load_digits
 from jaxdiff.denoisers import gaussian_denoiser, ideal_denoiser
 from jaxdiff.samplers.ode import _lms_coeffs
 
-STOCHASTIC = ["edm", "euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"]
-DETERMINISTIC = ["euler", "heun", "dpm_2", "dpmpp_2m", "lms"]
 
 # Convergence on the ideal denoiser of 64 digits (64-D, batch 32), float64. The grid is Karras
 # σ 10 → 0.5: below σ ≈ 0.3 the posterior over the 64 images turns hard and the flow stiff, so
@@ -50,27 +48,37 @@ def test_convergence_order_digits(x64, name, order):
 MEAN = jnp.array([1.0, -0.5])
 COV = jnp.array([[1.0, 0.6], [0.6, 0.8]])
 
+# Options for the registry-wide runs. Annealed Langevin and the Langevin corrector have their own
+# statistics tests in test_score_sde: their step sizes (per-example norms) are biased in 2-D.
+OPTIONS = {"edm": {"s_churn": 40.0}, "annealed_langevin": {"n_steps_each": 2, "step_lr": 1e-3}}
+LANGEVIN = ("annealed_langevin", "predictor_corrector")
+GAUSSIAN_EXTRA = [
+    ("dpmpp_2m_sde", {"solver_type": "heun", "eta": 0.5}),
+    ("ddim", {"eta": 0.5}),
+    ("ddpm", {"variance": "fixed_large"}),
+]
+
+
+def _options(name):
+    return OPTIONS.get(name, {})
+
 
 @pytest.mark.parametrize(
     "name,options",
-    [
-        ("euler_ancestral", {}),
-        ("dpmpp_2s_ancestral", {}),
-        ("dpmpp_sde", {}),
-        ("dpmpp_2m_sde", {}),
-        ("dpmpp_2m_sde", {"solver_type": "heun", "eta": 0.5}),
-        ("dpmpp_3m_sde", {}),
-        ("edm", {"s_churn": 40.0}),
-    ],
+    [(n, _options(n)) for n in samplers.REGISTRY if n not in LANGEVIN] + GAUSSIAN_EXTRA,
+    ids=str,
 )
 def test_gaussian_statistics(name, options):
-    """Exact denoiser of N(MEAN, COV), exact start x ~ N(MEAN, COV + σ_max² I), 8000 samples,
-    200 steps: the sample mean / covariance match within Monte-Carlo tolerance (std ≈ 0.011 / 0.016)."""
+    """Every registered sampler on the exact denoiser of N(MEAN, COV), from the exact start
+    x ~ N(MEAN, COV + σ_max² I), 8000 samples, 200 steps: the sample mean / covariance match
+    within Monte-Carlo tolerance (std ≈ 0.011 / 0.016)."""
     n, sigma_max = 8000, 80.0
     z = jax.random.normal(jax.random.key(1), (n, 2))
     x = MEAN + z @ jnp.linalg.cholesky(COV + sigma_max**2 * jnp.eye(2)).T
     sigmas = schedules.karras(200, 0.002, sigma_max)
-    out = getattr(samplers, name)(gaussian_denoiser(MEAN, cov=COV), x, sigmas, key=jax.random.key(2), **options)
+    run = jax.jit(lambda x: samplers.get(name).fn(gaussian_denoiser(MEAN, cov=COV), x, sigmas, key=jax.random.key(2),
+                                                  **options))
+    out = run(x)
     np.testing.assert_allclose(out.mean(0), MEAN, atol=0.06)
     np.testing.assert_allclose(jnp.cov(out.T), COV, atol=0.08)
 
@@ -88,12 +96,12 @@ def test_edm_without_churn_is_heun(problem):
     np.testing.assert_array_equal(out, samplers.heun(denoiser, x, sigmas))
 
 
-@pytest.mark.parametrize("name", STOCHASTIC)
+@pytest.mark.parametrize("name", [n for n, s in samplers.REGISTRY.items() if not s.deterministic])
 def test_stochastic_determinism(problem, name):
     denoiser, x, sigmas = problem
-    opts = {"s_churn": 10.0} if name == "edm" else {}
-    run = functools.partial(getattr(samplers, name), denoiser, x, sigmas, **opts)
-    a, b, c = run(key=jax.random.key(0)), run(key=jax.random.key(0)), run(key=jax.random.key(1))
+    opts = {"s_churn": 10.0} if name == "edm" else _options(name)
+    run = jax.jit(lambda key: samplers.get(name).fn(denoiser, x, sigmas, key=key, **opts))
+    a, b, c = run(jax.random.key(0)), run(jax.random.key(0)), run(jax.random.key(1))
     np.testing.assert_array_equal(a, b)
     assert float(jnp.abs(a - c).max()) > 1e-3
 
@@ -109,21 +117,30 @@ def test_eta_zero_gives_ode_samplers(problem, name):
         np.testing.assert_allclose(a, samplers.euler(denoiser, x, sigmas), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", DETERMINISTIC + STOCHASTIC)
-def test_jit_vmap_cond_and_trajectory(problem, name):
+@pytest.mark.parametrize("name", list(samplers.REGISTRY))
+def test_protocol_nfe_trajectory_cond_jit_vmap(problem, name):
+    """One signature for every registered sampler: conditioning passes through to the denoiser,
+    the trajectory ends with the output, the denoiser is called exactly ``spec.nfe(sigmas)`` times
+    (pf_ode: its measured count), and the sampler jits and vmaps."""
     denoiser, x, sigmas = problem
-    sampler = getattr(samplers, name)
-    kw = {} if name in DETERMINISTIC else {"key": jax.random.key(0)}
+    spec = samplers.get(name)
+    opts = _options(name)
+    calls = []
 
-    def with_cond(x, sigma, *, scale):
+    def counted(x, sigma, *, scale):
+        jax.debug.callback(lambda: calls.append(1), ordered=True)
         return scale * denoiser(x, sigma)
 
-    out, traj = sampler(with_cond, x, sigmas, scale=1.0, return_trajectory=True, **kw)
-    assert traj.shape == (sigmas.shape[0] - 1, *x.shape)
+    run = jax.jit(lambda x: spec.fn(counted, x, sigmas, key=jax.random.key(0), scale=1.0, return_trajectory=True,
+                                    **({"return_stats": True} if name == "pf_ode" else {}), **opts))
+    out, traj, *stats = run(x)
+    jax.effects_barrier()
+    expected = spec.nfe(sigmas, **opts)
+    assert len(calls) == (int(stats[0].nfe) if expected is None else expected), (name, len(calls), expected)
+    assert traj.shape == ((2,) if name == "pf_ode" else (sigmas.shape[0] - 1,)) + x.shape
     np.testing.assert_array_equal(traj[-1], out)
-    jitted = jax.jit(lambda x, s: sampler(denoiser, x, s, **kw))
-    np.testing.assert_allclose(jitted(x, sigmas), out, rtol=1e-4, atol=1e-4)
-    batched = jax.vmap(lambda x: sampler(denoiser, x, sigmas, **kw))(x.reshape(2, 4, 3))
+    assert bool(jnp.all(jnp.isfinite(out)))
+    batched = jax.vmap(lambda x: spec.fn(denoiser, x, sigmas, key=jax.random.key(0), **opts))(x.reshape(2, 4, 3))
     assert batched.shape == (2, 4, 3) and bool(jnp.all(jnp.isfinite(batched)))
 
 
@@ -175,26 +192,36 @@ def test_bad_lms_order(problem, order):
         samplers.lms(denoiser, x, sigmas, order=order)
 
 
-@pytest.mark.parametrize("name", STOCHASTIC)
+@pytest.mark.parametrize("name", [n for n, s in samplers.REGISTRY.items() if not s.deterministic])
 def test_missing_key(problem, name):
     denoiser, x, sigmas = problem
     with pytest.raises(ValueError, match="key is required"):
-        getattr(samplers, name)(denoiser, x, sigmas)
+        samplers.get(name).fn(denoiser, x, sigmas, **_options(name))
 
 
-@pytest.mark.parametrize("name", DETERMINISTIC + STOCHASTIC)
+@pytest.mark.parametrize("name", list(samplers.REGISTRY))
 def test_nan_from_denoiser(problem, name):
-    denoiser, x, sigmas = problem
-    kw = {} if name in DETERMINISTIC else {"key": jax.random.key(0)}
+    _, x, sigmas = problem
     with pytest.raises(ValueError, match="non-finite"):
-        getattr(samplers, name)(lambda x, s: x * jnp.nan, x, sigmas, **kw)
+        samplers.get(name).fn(lambda x, s: x * jnp.nan, x, sigmas, key=jax.random.key(0), **_options(name))
 
 
-@pytest.mark.parametrize("name", ["dpm_2", "dpmpp_2m", "lms", "dpmpp_3m_sde"])
+@pytest.mark.parametrize("name", list(samplers.REGISTRY))
 def test_bad_sigmas_and_shape(problem, name):
     denoiser, x, sigmas = problem
-    kw = {} if name in DETERMINISTIC else {"key": jax.random.key(0)}
+    run = functools.partial(samplers.get(name).fn, key=jax.random.key(0), **_options(name))
     with pytest.raises(ValueError, match="end with 0"):
-        getattr(samplers, name)(denoiser, x, sigmas[:-1], **kw)
+        run(denoiser, x, sigmas[:-1])
     with pytest.raises(ValueError, match="denoiser returned shape"):
-        getattr(samplers, name)(lambda x, s: x[:, :2], x, sigmas, **kw)
+        run(lambda x, s: x[:, :2], x, sigmas)
+
+
+def test_registry_lookup_and_options():
+    assert samplers.get("heun").fn is samplers.heun
+    assert samplers.get("heun").nfe(schedules.karras(18, 0.002, 80.0)) == 35
+    assert samplers.get("predictor_corrector").nfe(jnp.zeros(11), n_corrector=2) == 30
+    with pytest.raises(ValueError, match="unknown sampler 'hune'; choose one of annealed_langevin, ddim"):
+        samplers.get("hune")
+    with pytest.raises(ValueError, match="sampler 'heun' takes no option 's_churn'; its options: none"):
+        samplers.check_options("heun", {"s_churn": 1.0})
+    samplers.check_options("edm", {"s_churn": 1.0, "s_noise": 1.0})

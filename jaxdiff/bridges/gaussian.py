@@ -20,6 +20,8 @@ import numpy as np
 
 from jaxdiff.metrics.frechet import frechet_distance, gaussian_stats
 
+HIGHEST = jax.lax.Precision.HIGHEST  # a closed-form yardstick: float32 products on every device
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GaussianBridgeData:
@@ -45,15 +47,18 @@ class GaussianBridgeData:
 
     def mean(self, x_T):
         """E[x_0 | x_T] = M x_T + m: (B, d) -> (B, d)."""
-        return x_T @ jnp.asarray(self.M.T, x_T.dtype) + jnp.asarray(self.m, x_T.dtype)
+        return jnp.matmul(x_T, jnp.asarray(self.M.T, x_T.dtype), precision=HIGHEST) + jnp.asarray(self.m, x_T.dtype)
 
     def sample(self, key, x_T):
         """Exact draws x_0 | x_T: (B, d) -> (B, d)."""
         L = jnp.asarray(np.linalg.cholesky(self.S), x_T.dtype)
-        return self.mean(x_T) + jax.random.normal(key, x_T.shape, x_T.dtype) @ L.T
+        return self.mean(x_T) + jnp.matmul(jax.random.normal(key, x_T.shape, x_T.dtype), L.T, precision=HIGHEST)
 
     def denoiser(self, bridge):
-        """The Bayes denoiser D(x_t, t, x_T) -> E[x_0 | x_t, x_T]; x_t, x_T (B, d), t scalar or (B,)."""
+        """The Bayes denoiser D(x_t, t, x_T) -> E[x_0 | x_t, x_T]; x_t, x_T (B, d), t scalar or (B,).
+
+        A closed-form yardstick: its products ask for float32 (``Precision.HIGHEST``) on every device
+        (docs/design/precision.md)."""
         s, U = np.linalg.eigh(self.S)
 
         def D(x_t, t, x_T):
@@ -64,8 +69,8 @@ class GaussianBridgeData:
             den = b**2 * sj + c**2
             gain = jnp.where(den > 0, b * sj / jnp.where(den > 0, den, 1.0), 0.0)
             mu = self.mean(x_T)
-            r = (x_t - a * x_T - b * mu) @ Uj
-            return mu + (gain * r) @ Uj.T
+            r = jnp.matmul(x_t - a * x_T - b * mu, Uj, precision=HIGHEST)
+            return mu + jnp.matmul(gain * r, Uj.T, precision=HIGHEST)
 
         return D
 

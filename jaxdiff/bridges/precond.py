@@ -17,7 +17,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxdiff.bridges.process import _bcast
+from jaxdiff._arrays import bcast
 from jaxdiff._checks import check_positive
 
 Array = Any
@@ -65,9 +65,9 @@ def bridge_denoiser(net: Callable[..., Array], params, bridge, precond, *, key=N
             raise ValueError(f"x_T must have the shape of x_t {x_t.shape}, got {x_T.shape}")
         t = jnp.broadcast_to(jnp.asarray(t, x_t.dtype), x_t.shape[:1])
         c_skip, c_out, c_in, c_noise = precond.coefficients(bridge, t)
-        inp = jnp.concatenate([_bcast(c_in, x_t) * x_t, x_T], axis=-1)
+        inp = jnp.concatenate([bcast(c_in, x_t) * x_t, x_T], axis=-1)
         F = net(params, inp, c_noise, key=key, **cond)[..., : x_t.shape[-1]].astype(x_t.dtype)
-        return _bcast(c_skip, x_t) * x_t + _bcast(c_out, x_t) * F
+        return bcast(c_skip, x_t) * x_t + bcast(c_out, x_t) * F
 
     return D
 

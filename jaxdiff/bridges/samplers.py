@@ -1,33 +1,40 @@
 """Bridge samplers over ``denoiser(x_t, t, x_T) -> x0_hat``: DDBM's hybrid Heun and DBIM.
 
-Both start from the source ``x_T`` (B, ...), walk a strictly decreasing grid ``ts`` (N+1,)
-inside [0, T) and return the translated sample (B, ...). ``ts`` may also be an int N, meaning
-the reference grid with N steps (``ddbm_grid`` / ``dbim_grid``); ``cosine_grid`` is denser at
-both ends and markedly better for the high-order DBIM. When ``ts`` is concrete,
-every per-step coefficient is computed on the host in float64 and the loop is a ``lax.scan``
-over that table, so the samplers jit and vmap; the denoiser sees ``t`` as a scalar.
+Both are ``sampler(denoiser, x_T, ts, *, bridge, key=None, noise=None, return_trajectory=False,
+**options)``: they start from the source ``x_T`` (B, ...), walk a strictly decreasing grid ``ts``
+(N+1,) inside [0, T) and return the translated sample (B, ...), with ``return_trajectory`` also the
+state after each step (N, B, ...). ``ts`` may also be an int N, meaning the reference grid with N
+steps (``ddbm_grid`` / ``dbim_grid``); ``cosine_grid`` is denser at both ends and markedly better
+for the high-order DBIM. Every random draw is ``noise(key, step, t, t_next, shape, dtype)`` with a
+distinct integer ``step`` (``jaxdiff.samplers.noise``; default ``gaussian``, which needs ``key``).
+When ``ts`` is concrete, every per-step coefficient is computed on the host in float64 and the
+loop is a ``lax.scan`` over that table, so the samplers jit and vmap; the denoiser sees ``t`` as a
+scalar. Denoiser calls run one after another, never overlapping (``_denoise``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.bridges.process import _xp
+from jaxdiff._arrays import after
 from jaxdiff._checks import check_finite
+from jaxdiff.bridges.process import _xp
+from jaxdiff.samplers.noise import gaussian
 
 Array = Any
 Denoiser = Callable[[Array, Array, Array], Array]
 
 
-def _check_output(x):
-    """Return ``x``; outside tracing, raise instead of returning NaN or inf."""
+def _finish(x, trajectory, return_trajectory: bool):
+    """``x`` (or ``(x, trajectory)``); outside tracing, raise instead of returning NaN or inf."""
     check_finite(x, "bridge sampler produced non-finite values: the denoiser returned NaN or inf, "
                     "or x_T is not finite")
-    return x
+    return (x, trajectory) if return_trajectory else x
 
 
 def ddbm_grid(bridge, n: int, rho: float = 7.0):
@@ -71,16 +78,21 @@ def _check(bridge, x_T, ts, default_grid):
 
 
 def _denoise(denoiser, x, t, x_T):
+    """``denoiser(x, t, x_T)``, checked to have x_T's shape (B, ...); ``t`` and ``x_T`` pass through
+    ``jaxdiff._arrays.after(x, ...)``, so no two denoiser calls run at once (a CPU deadlock otherwise)."""
+    t, x_T = after(x, t, x_T)
     out = denoiser(x, t, x_T)
     if out.shape != x_T.shape:
         raise ValueError(f"denoiser returned shape {out.shape}, but x_T has shape {x_T.shape}")
     return out
 
 
-def _need_key(key, why: str):
-    if key is None:
-        raise ValueError(f"key is required {why}")
-    return key
+def _draw(noise, key, step, t, t_next, x):
+    """Standard normal draws like ``x`` from the noise source, checked to have its shape."""
+    z = noise(key, step, t, t_next, x.shape, x.dtype)
+    if jnp.shape(z) != x.shape:
+        raise ValueError(f"noise source returned shape {jnp.shape(z)}, expected {x.shape}")
+    return z
 
 
 def _drift_coeffs(bridge, t, *, ode: bool, guidance: float):
@@ -98,24 +110,25 @@ def _lin(c, x):
     return jnp.reshape(c, (1,) * x.ndim) * x
 
 
-def ddbm_heun(denoiser: Denoiser, x_T, ts, *, bridge, churn_step_ratio: float = 0.33,
-              guidance: float = 1.0, key=None):
+def ddbm_heun(denoiser: Denoiser, x_T, ts, *, bridge, key=None, noise=None, return_trajectory: bool = False,
+              churn_step_ratio: float = 0.33, guidance: float = 1.0):
     """DDBM's hybrid sampler (Zhou et al. 2023, Alg. 1): per step a stochastic Euler step of the
-    reverse bridge SDE from t_i to t̂ = t_i + r (t_{i+1} − t_i), then a Heun step of the
-    probability-flow ODE from t̂ to t_{i+1} (Euler when t_{i+1} = 0). NFE = 3N − 1 on a grid
-    ending at 0 (2N − 1 with r = 0). ``guidance`` scales the h-transform term.
+    reverse bridge SDE from t_i to t̂ = t_i + r (t_{i+1} − t_i) (noise step i, times (t_i, t̂)),
+    then a Heun step of the probability-flow ODE from t̂ to t_{i+1}; the last step is Euler when it
+    ends at t = 0. NFE = 3N − 1 on a grid ending at 0 (2N − 1 with r = 0), else 3N (2N).
+    ``guidance`` scales the h-transform term.
 
     Args:
       x_T: (B, ...) source. ts: (N+1,) decreasing times in [0, T), or int N (``ddbm_grid``).
-      bridge: a ``VPBridge``/``VEBridge``. key: required when churn_step_ratio > 0.
-    Returns: (B, ...) samples.
+      bridge: a ``VPBridge``/``VEBridge``. key, noise: the noise source and its key (drawn from
+        only when churn_step_ratio > 0).
+    Returns: (B, ...) samples; with ``return_trajectory``, also the states after each step (N, B, ...).
     """
     if not 0.0 <= churn_step_ratio < 1.0:
         raise ValueError(f"churn_step_ratio must lie in [0, 1), got {churn_step_ratio}")
     ts = _check(bridge, x_T, ts, ddbm_grid)
+    noise = gaussian if noise is None else noise
     churn = churn_step_ratio > 0
-    if churn:
-        key = _need_key(key, "when churn_step_ratio > 0")
     t_i, t_next = ts[:-1], ts[1:]
     t_hat = t_i + churn_step_ratio * (t_next - t_i)
     xp, _ = _xp(ts)
@@ -126,29 +139,38 @@ def ddbm_heun(denoiser: Denoiser, x_T, ts, *, bridge, churn_step_ratio: float = 
     # drift p_x x + p_T x_T + p_D d = p_x (x − x_T) + (p_x + p_T) x_T + p_D d, the sum formed in float64:
     # near T, p_x and p_T ~ 1/(T − t) nearly cancel, and rounding p_x x and p_T x_T apart does not
     sde, ode1, ode2 = ((c[0], c[0] + c[1], *c[2:]) for c in (sde, ode1, ode2))
-    table = [jnp.asarray(v, x_T.dtype) for v in (t_i, t_hat, t_next, *sde, *ode1[:3], *ode2[:3])]
-    keys = jax.random.split(key, t_i.shape[0]) if churn else jnp.zeros((t_i.shape[0], 2), jnp.uint32)
+    table = (jnp.arange(t_i.shape[0]),
+             *(jnp.asarray(v, x_T.dtype) for v in (t_i, t_hat, t_next, *sde, *ode1[:3], *ode2[:3])))
 
     def drift(x, d, c):
         return _lin(c[0], x - x_T) + _lin(c[1], x_T) + _lin(c[2], d)
 
-    def step(x, inp):
-        k, (ti, th, tn, *c) = inp
+    def step(x, row, heun: bool):
+        i, ti, th, tn, *c = row
         if churn:
             d = _denoise(denoiser, x, ti, x_T)
-            z = jax.random.normal(k, x.shape, x.dtype)
+            z = _draw(noise, key, i, ti, th, x)
             x = x + (th - ti) * drift(x, d, c[0:3]) + jnp.sqrt(ti - th) * c[3] * z
         d1 = drift(x, _denoise(denoiser, x, th, x_T), c[4:7])
         x_euler = x + (tn - th) * d1
+        if not heun:
+            return x_euler
+        d2 = drift(x_euler, _denoise(denoiser, x_euler, tn, x_T), c[7:10])
+        return x + (tn - th) * 0.5 * (d1 + d2)
 
-        def heun(_):
-            d2 = drift(x_euler, _denoise(denoiser, x_euler, tn, x_T), c[7:10])
-            return x + (tn - th) * 0.5 * (d1 + d2)
+    def body(x, row):
+        x = step(x, row, True)
+        return x, (x if return_trajectory else None)
 
-        return jax.lax.cond(tn > 0, heun, lambda _: x_euler, None), None
-
-    x, _ = jax.lax.scan(step, x_T, (keys, table))
-    return _check_output(x)
+    x, traj = jax.lax.scan(body, x_T, jax.tree.map(lambda v: v[:-1], table))
+    last = jax.tree.map(lambda v: v[-1], table)
+    if xp is np:
+        x = step(x, last, bool(ts[-1] > 0))
+    else:  # a traced grid: whether it ends at 0 is known only at run time
+        x = jax.lax.cond(ts[-1] > 0, lambda x, r: step(x, r, True), lambda x, r: step(x, r, False), x, last)
+    if return_trajectory:
+        traj = jnp.concatenate([traj, x[None]])
+    return _finish(x, traj, return_trajectory)
 
 
 def _first_order(bridge, s, t, eta: float):
@@ -199,31 +221,33 @@ def _dbim_table(bridge, ts, eta: float, order: int):
     return cx, cT, w0, w1, w2, sigma
 
 
-def dbim_step(bridge, x_s, x0_hat, x_T, s, t, *, eta: float = 0.0, noise=None):
-    """One first-order DBIM update of x_s (B, ...) from time s to t < s given x0_hat; ``noise``
-    (like x_s) is needed when eta > 0. With the true x_0 it maps q(x_s | x_0, x_T) onto
-    q(x_t | x_0, x_T)."""
+def dbim_step(bridge, x_s, x0_hat, x_T, s, t, *, eta: float = 0.0, z=None):
+    """One first-order DBIM update of x_s (B, ...) from time s to t < s given x0_hat; ``z``
+    (standard normal draws like x_s) is needed when eta > 0. With the true x_0 it maps
+    q(x_s | x_0, x_T) onto q(x_t | x_0, x_T)."""
     cx, cT, w0, omega = (jnp.asarray(v, x_s.dtype) for v in _first_order(bridge, float(s), float(t), eta))
     out = cx * x_s + cT * x_T + w0 * x0_hat
-    return out + omega * noise if eta > 0 else out
+    return out + omega * z if eta > 0 else out
 
 
-def dbim(denoiser: Denoiser, x_T, ts, *, bridge, eta: float = 0.0, order: int = 1, key=None,
-         boot_noise: bool = True):
+def dbim(denoiser: Denoiser, x_T, ts, *, bridge, key=None, noise=None, return_trajectory: bool = False,
+         eta: float = 0.0, order: int = 1, boot_noise: bool = True):
     """DBIM (Zheng et al. 2024): the non-Markovian bridge sampler.
 
-    Booting: x0_hat = D(x_T, t_max), x_{t_0} = a x_T + b x0_hat + c z (z = 0 if not
-    ``boot_noise``: the pure ODE, which collapses to one sample per x_T). Then per step s → t,
-    with ω = eta α_t ρ_t √(1 − ρ_t²/ρ_s²) and r = √(c_t² − ω²)/c_s:
-    x_t = r x_s + (a_t − r a_s) x_T + (b_t − r b_s) x0_hat + ω z
+    Booting: x0_hat = D(x_T, t_max), x_{t_0} = a x_T + b x0_hat + c z (noise step 0, times
+    (T, t_0); z = 0 if not ``boot_noise``: the pure ODE, which collapses to one sample per x_T).
+    Then per step s → t, with ω = eta α_t ρ_t √(1 − ρ_t²/ρ_s²) and r = √(c_t² − ω²)/c_s:
+    x_t = r x_s + (a_t − r a_s) x_T + (b_t − r b_s) x0_hat + ω z (noise step i + 1, times (s, t))
     (eta = 1: the Markovian posterior; no noise on the last step).
     ``order`` 2/3 (eta = 0 only): multistep exponential integrators in λ = log(b/c), first order
     on the first and last steps. NFE = N + 1.
 
     Args:
       x_T: (B, ...) source. ts: (N+1,) decreasing times in [0, T), or int N (``dbim_grid``).
-      bridge: a ``VPBridge``/``VEBridge``. key: required when eta > 0 or boot_noise.
-    Returns: (B, ...) samples at t = ts[-1].
+      bridge: a ``VPBridge``/``VEBridge``. key, noise: the noise source and its key (drawn from
+        only when eta > 0 or boot_noise).
+    Returns: (B, ...) samples at t = ts[-1]; with ``return_trajectory``, also the states after
+    each step (N, B, ...).
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta}")
@@ -232,28 +256,26 @@ def dbim(denoiser: Denoiser, x_T, ts, *, bridge, eta: float = 0.0, order: int = 
     if order > 1 and eta != 0:
         raise ValueError(f"eta must be 0 for order {order} (the high-order DBIM is the ODE), got {eta}")
     ts = _check(bridge, x_T, ts, dbim_grid)
-    noisy = eta > 0 or boot_noise
-    if noisy:
-        key = _need_key(key, "when eta > 0 or boot_noise=True")
-        k_boot, k_steps = jax.random.split(key)
+    noise = gaussian if noise is None else noise
     n = ts.shape[0] - 1
     dtype = x_T.dtype
-    table = tuple(jnp.asarray(v, dtype) for v in (ts[:-1], *_dbim_table(bridge, ts, eta, order)))
+    table = (jnp.arange(1, n + 1),
+             *(jnp.asarray(v, dtype) for v in (ts[:-1], ts[1:], *_dbim_table(bridge, ts, eta, order))))
     a0, b0, c0 = bridge.abc(ts[0])
     x0_hat = _denoise(denoiser, x_T, jnp.asarray(bridge.t_max, dtype), x_T)
     x = _lin(jnp.asarray(a0, dtype), x_T) + _lin(jnp.asarray(b0, dtype), x0_hat)
     if boot_noise:
-        x = x + _lin(jnp.asarray(c0, dtype), jax.random.normal(k_boot, x_T.shape, dtype))
-    keys = jax.random.split(k_steps, n) if eta > 0 else jnp.zeros((n, 2), jnp.uint32)
+        z = _draw(noise, key, 0, jnp.asarray(bridge.T, dtype), jnp.asarray(ts[0], dtype), x)
+        x = x + _lin(jnp.asarray(c0, dtype), z)
 
-    def step(carry, inp):
+    def step(carry, row):
         x, d1, d2 = carry
-        k, (s, cx, cT, w0, w1, w2, sig) = inp
+        i, s, t, cx, cT, w0, w1, w2, sig = row
         d0 = _denoise(denoiser, x, s, x_T)
         x_new = _lin(cx, x) + _lin(cT, x_T) + _lin(w0, d0) + _lin(w1, d1) + _lin(w2, d2)
         if eta > 0:
-            x_new = x_new + _lin(sig, jax.random.normal(k, x.shape, x.dtype))
-        return (x_new, d0, d1), None
+            x_new = x_new + _lin(sig, _draw(noise, key, i, s, t, x))
+        return (x_new, d0, d1), (x_new if return_trajectory else None)
 
-    (x, _, _), _ = jax.lax.scan(step, (x, x0_hat, x0_hat), (keys, table))
-    return _check_output(x)
+    (x, _, _), traj = jax.lax.scan(step, (x, x0_hat, x0_hat), table)
+    return _finish(x, traj, return_trajectory)

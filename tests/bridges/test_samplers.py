@@ -1,4 +1,5 @@
-"""DDBM and DBIM samplers on the analytic Gaussian bridge, DBIM's marginal preservation, bad input."""
+"""DDBM and DBIM samplers on the analytic Gaussian bridge, DBIM's marginal preservation, the
+protocol keywords (noise source, trajectory), bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff.bridges import GaussianBridgeData, VEBridge, VPBridge, dbim, dbim_grid, dbim_step, ddbm_heun
+from jaxdiff.bridges import (
+    GaussianBridgeData,
+    VEBridge,
+    VPBridge,
+    dbim,
+    dbim_grid,
+    dbim_step,
+    ddbm_grid,
+    ddbm_heun,
+)
+from jaxdiff.samplers.noise import BrownianTreeNoise, gaussian
 
 BRIDGE = VPBridge()
 DATA = GaussianBridgeData.random(d=4, seed=0)
@@ -75,7 +86,7 @@ def test_dbim_step_preserves_bridge_marginal(eta):
     x0, x_T = jnp.full((n, 1), 0.9), jnp.full((n, 1), -0.4)
     k1, k2 = jax.random.split(jax.random.key(3))
     x_s = BRIDGE.sample(x0, x_T, jnp.float32(s), jax.random.normal(k1, (n, 1)))
-    x_t = dbim_step(BRIDGE, x_s, x0, x_T, s, t, eta=eta, noise=jax.random.normal(k2, (n, 1)))
+    x_t = dbim_step(BRIDGE, x_s, x0, x_T, s, t, eta=eta, z=jax.random.normal(k2, (n, 1)))
     a, b, c = BRIDGE.abc(np.float64(t))
     mean, std = a * -0.4 + b * 0.9, c
     assert abs(float(x_t.mean()) - mean) < 5 * std / np.sqrt(n)
@@ -102,6 +113,10 @@ def test_nfe_counts():
     jax.block_until_ready(dbim(D, x_T, 6, bridge=BRIDGE, order=3, key=jax.random.key(0)))
     jax.effects_barrier()
     assert len(calls) == 6 + 1
+    calls.clear()
+    jax.block_until_ready(ddbm_heun(D, x_T, ddbm_grid(BRIDGE, 4)[:-1], bridge=BRIDGE, key=jax.random.key(0)))
+    jax.effects_barrier()
+    assert len(calls) == 3 * 3  # a grid ending at t_min > 0: Heun on every step
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -126,6 +141,74 @@ def test_jit_with_traced_grid():
                                                   boot_noise=False), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("to_zero", [True, False])
+def test_ddbm_jit_with_traced_grid(to_zero):
+    """A traced grid decides at run time whether the last step is Euler (to 0) or Heun (float64
+    throughout, so the device's coefficients match the host's)."""
+    D = DATA.denoiser(BRIDGE)
+    grid = ddbm_grid(BRIDGE, 5) if to_zero else ddbm_grid(BRIDGE, 6)[:-1]
+    with jax.enable_x64(True):
+        x_T = jnp.asarray(X_T, jnp.float64)
+        f = jax.jit(lambda x_T, ts: ddbm_heun(D, x_T, ts, bridge=BRIDGE, churn_step_ratio=0.0))
+        expected = ddbm_heun(D, x_T, grid, bridge=BRIDGE, churn_step_ratio=0.0)
+        np.testing.assert_allclose(f(x_T, jnp.asarray(grid)), expected, rtol=1e-9, atol=1e-10)
+
+
+def _recording(calls):
+    """A noise source of zeros that records (step, t, t_next) of every draw."""
+
+    def noise(key, step, t, t_next, shape, dtype):
+        jax.debug.callback(lambda *v: calls.append(tuple(np.asarray(v).tolist())), step, t, t_next)
+        return jnp.zeros(shape, dtype)
+
+    return noise
+
+
+def test_every_draw_goes_through_the_noise_source():
+    D, ts = DATA.denoiser(BRIDGE), ddbm_grid(BRIDGE, 4)
+    calls = []
+    ddbm_heun(D, X_T, ts, bridge=BRIDGE, churn_step_ratio=0.25, noise=_recording(calls))
+    jax.effects_barrier()
+    t_hat = ts[:-1] + 0.25 * np.diff(ts)
+    np.testing.assert_allclose(np.array(sorted(calls)), np.stack([np.arange(4), ts[:-1], t_hat], 1), rtol=1e-6)
+    calls.clear()
+    ts = dbim_grid(BRIDGE, 5)
+    dbim(D, X_T, ts, bridge=BRIDGE, eta=0.5, noise=_recording(calls))
+    jax.effects_barrier()
+    np.testing.assert_allclose(np.array(sorted(calls)), np.stack([np.arange(6), np.append(BRIDGE.T, ts[:-1]), ts], 1),
+                               rtol=1e-6)
+
+
+def test_noise_source_replaces_the_key():
+    """Zero noise needs no key and gives the noiseless samplers; the default is ``gaussian``."""
+    D = DATA.denoiser(BRIDGE)
+    zeros = lambda key, step, t, t_next, shape, dtype: jnp.zeros(shape, dtype)
+    np.testing.assert_allclose(dbim(D, X_T, 6, bridge=BRIDGE, eta=1.0, noise=zeros),
+                               dbim(D, X_T, 6, bridge=BRIDGE, eta=1.0, boot_noise=False, noise=zeros), atol=1e-6)
+    np.testing.assert_allclose(dbim(D, X_T, 6, bridge=BRIDGE, noise=zeros),
+                               dbim(D, X_T, 6, bridge=BRIDGE, boot_noise=False), atol=1e-6)
+    key = jax.random.key(5)
+    for f in (lambda **kw: ddbm_heun(D, X_T, 4, bridge=BRIDGE, key=key, **kw),
+              lambda **kw: dbim(D, X_T, 4, bridge=BRIDGE, eta=0.5, key=key, **kw)):
+        np.testing.assert_array_equal(f(), f(noise=gaussian))
+    tree = BrownianTreeNoise(0.0, BRIDGE.T)
+    x = ddbm_heun(D, X_T_REP[:64], 4, bridge=BRIDGE, key=key, noise=tree)
+    assert bool(jnp.all(jnp.isfinite(x))) and float(jnp.std(x)) > 0.1
+
+
+@pytest.mark.parametrize("sampler", ["ddbm_heun", "ddbm_heun_to_t_min", "dbim"])
+def test_return_trajectory(sampler):
+    D, key = DATA.denoiser(BRIDGE), jax.random.key(0)
+    fn, ts = {"ddbm_heun": (ddbm_heun, ddbm_grid(BRIDGE, 4)),
+              "ddbm_heun_to_t_min": (ddbm_heun, ddbm_grid(BRIDGE, 5)[:-1]),
+              "dbim": (dbim, dbim_grid(BRIDGE, 4))}[sampler]
+    x, traj = fn(D, X_T, ts, bridge=BRIDGE, key=key, return_trajectory=True)
+    assert traj.shape == (4, *X_T.shape)
+    np.testing.assert_array_equal(traj[-1], x)
+    np.testing.assert_array_equal(x, fn(D, X_T, ts, bridge=BRIDGE, key=key))
+    assert float(jnp.max(jnp.abs(traj[0] - X_T))) > 0
+
+
 def test_bad_input():
     D = DATA.denoiser(BRIDGE)
     key = jax.random.key(0)
@@ -147,6 +230,24 @@ def test_bad_input():
         dbim(D, X_T, 4, bridge=BRIDGE, order=2, eta=0.5, key=key)
     with pytest.raises(ValueError, match="key is required"):
         ddbm_heun(D, X_T, 4, bridge=BRIDGE)
+    with pytest.raises(ValueError, match="key is required"):
+        dbim(D, X_T, 4, bridge=BRIDGE)
+    with pytest.raises(ValueError, match="key is required"):
+        dbim(D, X_T, 4, bridge=BRIDGE, eta=0.5, boot_noise=False)
+    ddbm_heun(D, X_T, 4, bridge=BRIDGE, churn_step_ratio=0.0)  # deterministic: no key needed
+    dbim(D, X_T, 4, bridge=BRIDGE, boot_noise=False)
+    with pytest.raises(ValueError, match="noise source returned shape"):
+        dbim(D, X_T, 4, bridge=BRIDGE, noise=lambda key, step, t, tn, shape, dtype: jnp.zeros(shape[1:], dtype))
+    with pytest.raises(ValueError, match="x_T must have a leading batch axis"):
+        ddbm_heun(D, jnp.ones(()), 4, bridge=BRIDGE, key=key)
+    with pytest.raises(ValueError, match="ts as a step count must be >= 1"):
+        ddbm_heun(D, X_T, 0, bridge=BRIDGE, key=key)
+    with pytest.raises(ValueError, match="ts must be a 1-D grid"):
+        dbim(D, X_T, np.array([0.5]), bridge=BRIDGE, key=key)
+    with pytest.raises(ValueError, match=r"ts must lie in \[0, T\)"):
+        dbim(D, X_T, np.array([0.5, np.nan, 0.1]), bridge=BRIDGE, key=key)
+    with pytest.raises(ValueError, match="x_T has shape"):
+        ddbm_heun(lambda x, t, x_T: x[:, :2], X_T, 4, bridge=BRIDGE, key=key)
     with pytest.raises(ValueError, match="churn_step_ratio"):
         ddbm_heun(D, X_T, 4, bridge=BRIDGE, churn_step_ratio=1.0, key=key)
 
@@ -159,3 +260,5 @@ def test_nan_denoiser_or_source_raises(sampler):
         fn(lambda x, t, xT: x * jnp.nan, x_T, 4, bridge=VPBridge(), key=jax.random.key(0))
     with pytest.raises(ValueError, match="non-finite"):
         fn(lambda x, t, xT: x, x_T * jnp.nan, 4, bridge=VPBridge(), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="non-finite"):  # t stays in [0, T) for the bridge's own checks
+        fn(DATA.denoiser(BRIDGE), X_T.at[0, 0].set(jnp.nan), 4, bridge=BRIDGE, key=jax.random.key(0))

@@ -27,11 +27,15 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("repeats", 20, "Timed calls per measurement; the best is reported.")
-flags.DEFINE_bool("large", True, "Also run on-the-fly lookups at 1080p and 4K feature sizes.")
-flags.DEFINE_bool("levels", False, "Also time each pyramid level alone at Sintel size.")
-flags.DEFINE_integer("channels", 256, "Feature channels D at Sintel size (fewer isolate the per-window overhead).")
-flags.DEFINE_bool("sweep", False, "Also time the XLA on-the-fly lookup over tile, chunk and spill at Sintel size.")
+
+
+def define_flags() -> None:
+    flags.DEFINE_integer("repeats", 20, "Timed calls per measurement; the best is reported.")
+    flags.DEFINE_bool("large", True, "Also run on-the-fly lookups at 1080p and 4K feature sizes.")
+    flags.DEFINE_bool("levels", False, "Also time each pyramid level alone at Sintel size.")
+    flags.DEFINE_integer("channels", 256, "Feature channels D at Sintel size (fewer isolate the per-window overhead).")
+    flags.DEFINE_bool("sweep", False, "Also time the XLA on-the-fly lookup over tile, chunk and spill at Sintel size.")
+
 
 LARGE = {"1080p": (1, 135, 240, 256), "4K": (1, 270, 480, 256)}
 LEVELS, RADIUS = 4, 4
@@ -372,4 +376,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

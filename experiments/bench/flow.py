@@ -23,17 +23,21 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("minutes", 15.0, "Training wall-clock budget in minutes.")
-flags.DEFINE_string("workdir", "workdir/flow_bench", "Checkpoints, metrics and the step plan.")
-flags.DEFINE_integer("batch", 8, "Training pairs per step (half smooth, half chairs).")
-flags.DEFINE_integer("height", 64, "Crop height.")
-flags.DEFINE_integer("width", 96, "Crop width.")
-flags.DEFINE_integer("train_iters", 8, "RAFT refinements in training.")
-flags.DEFINE_integer("eval_pairs", 64, "Held-out pairs per kind.")
-flags.DEFINE_float("lr", 5e-4, "Peak learning rate.")
-flags.DEFINE_integer("seed", 0, "Data and initialisation seed.")
-flags.DEFINE_integer("overfit_steps", 600, "Steps of the one-pair overfitting check (0: skip).")
-flags.DEFINE_string("figure", "docs/img/flow_fields.png", "Where to save the flow-field figure.")
+
+
+def define_flags() -> None:
+    flags.DEFINE_float("minutes", 15.0, "Training wall-clock budget in minutes.")
+    flags.DEFINE_string("workdir", "workdir/flow_bench", "Checkpoints, metrics and the step plan.")
+    flags.DEFINE_integer("batch", 8, "Training pairs per step (half smooth, half chairs).")
+    flags.DEFINE_integer("height", 64, "Crop height.")
+    flags.DEFINE_integer("width", 96, "Crop width.")
+    flags.DEFINE_integer("train_iters", 8, "RAFT refinements in training.")
+    flags.DEFINE_integer("eval_pairs", 64, "Held-out pairs per kind.")
+    flags.DEFINE_float("lr", 5e-4, "Peak learning rate.")
+    flags.DEFINE_integer("seed", 0, "Data and initialisation seed.")
+    flags.DEFINE_integer("overfit_steps", 600, "Steps of the one-pair overfitting check (0: skip).")
+    flags.DEFINE_string("figure", "docs/img/flow_fields.png", "Where to save the flow-field figure.")
+
 
 EVAL_SEED = 10_000
 
@@ -245,4 +249,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

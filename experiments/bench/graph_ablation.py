@@ -49,13 +49,13 @@ def variant_config(overrides: dict, steps: int, samples: int):
 
 def main(argv):
     del argv
-    from experiments import graph_main
+    from experiments import run
 
     rows = ["| variant | params | valid (as generated) | uniqueness | logP MAE: uncond / guided | "
             "ring accuracy: uncond / guided |", "|---|---|---|---|---|---|"]
     for i, (name, overrides) in enumerate(VARIANTS.items()):
         config = variant_config(overrides, flags.FLAGS.steps, flags.FLAGS.samples)
-        m = graph_main.run(config, os.path.join(flags.FLAGS.out, f"variant{i}"), progress=False)
+        m = run.run(config, os.path.join(flags.FLAGS.out, f"variant{i}"), progress=False)
         u, g = m["settings"]["unconditional"], m["settings"]["guidance 2"]
         rows.append(f"| {name} | {m['num_params']:,} | {g['valid']:.3f} | {g['uniqueness']:.3f} | "
                     f"{u['logp_mae']:.3f} / {g['logp_mae']:.3f} | {u['ring_accuracy']:.3f} / {g['ring_accuracy']:.3f} |")

@@ -13,7 +13,7 @@ r"""Predictor guidance (DiGress regressor guidance) of an unconditional QM9 mode
    the null condition, i.e. as its unconditional model) or ``digress`` (``workdir/qm9_digress``).
 3. Draws ``--samples`` molecules per guidance weight lam in ``--scales`` (0: the unguided baseline) with
    logP targets of held-out molecules. Targets, graph sizes and keys are those of
-   ``experiments/graph_main.py``'s evaluation, so lam = 0 reproduces its unconditional row.
+   the graph task's evaluation (``experiments/tasks/graph.py``), so lam = 0 reproduces its unconditional row.
 
 Prints and writes (``--out/guidance_<model>.md`` and ``.json``) a markdown table: validity as generated,
 uniqueness and novelty (valence-corrected largest fragment), logP MAE by RDKit against the targets and
@@ -43,18 +43,19 @@ def define_flags() -> None:
     flags.DEFINE_float("learning_rate", 2e-3, "Peak predictor learning rate.")
     flags.DEFINE_bool("retrain", False, "Refit the predictor even if --out holds one.")
     flags.DEFINE_integer("samples", 1000, "Molecules per guidance weight.")
-    flags.DEFINE_integer("sample_batch", 500, "Molecules per sampler call (500 matches graph_main).")
+    flags.DEFINE_integer("sample_batch", 500, "Molecules per sampler call (500 matches the graph task).")
     flags.DEFINE_list("scales", ["0", "2", "4", "8", "16"], "Guidance weights lambda (0 = unguided).")
 
 
 def load_model(model: str, workdir: str):
-    """Restore a graph_main run -> (config, transition, denoise(params, graph_t, t, numeric, categorical),
+    """Restore a graph task run -> (config, transition, denoise(params, graph_t, t, numeric, categorical),
     EMA params, train split, test split)."""
     import jax
     import jax.numpy as jnp
     import ml_collections
 
-    from experiments import build, graph_main
+    from experiments import checks
+    from experiments.tasks import graph
     from jaxdiff.graphs.graph import Graph
     from jaxdiff.graphs.molecules import ATOMS, BONDS
     from jaxdiff.train import Checkpointer, create_train_state, make_optimizer
@@ -62,14 +63,14 @@ def load_model(model: str, workdir: str):
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     a, b, n = len(ATOMS), len(BONDS), config.data.max_nodes
-    train, test = graph_main.load_data(config.data)
-    transition = graph_main.build_transition(config.diffusion, train, a, b)
+    train, test = graph.load_data(config.data)
+    transition = graph.build_transition(config.diffusion, train, a, b)
     k, c = len(config.data.numeric), len(config.data.categorical)
-    module = graph_main.build_network(config, k, (config.data.num_ring_classes,) * c, a, b)
-    denoise, _ = graph_main.make_loss(module, transition, config, a, b)
+    module = graph.build_network(config, k, (config.data.num_ring_classes,) * c, a, b)
+    denoise, _ = graph.make_loss(module, transition, config, a, b)
     dummy = Graph(jnp.zeros((1, n, a)), jnp.zeros((1, n, n, b)), jnp.ones((1, n), bool))
     params = module.init(jax.random.key(0), dummy, jnp.zeros((1,)), jnp.zeros((1, k)), jnp.zeros((1, c), jnp.int32))
-    state = create_train_state(params, make_optimizer(build.build_optim(config)), jax.random.key(0))
+    state = create_train_state(params, make_optimizer(checks.optim_config(config)), jax.random.key(0))
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     state = ckpt.restore(state)
     ckpt.close()
@@ -164,20 +165,21 @@ def predictor_rmse(predictor, params, transition, num_steps: int, data: dict, lo
 
 
 def main(argv):
-    from experiments.build import start_cli
+    del argv
+    from experiments.cli import start_runtime
 
-    start_cli(argv)
+    start_runtime()
     import functools
 
     import jax
     import jax.numpy as jnp
 
-    from jaxdiff.data.qm9 import subset
     from jaxdiff.graphs import discrete
     from jaxdiff.graphs import metrics as gm
     from jaxdiff.graphs.graph import to_ints
     from jaxdiff.graphs.guidance import PropertyPredictor, guided_sample
     from jaxdiff.graphs.molecules import ATOMS, BONDS
+    from jaxdiff.graphs.qm9 import subset
 
     scales = [float(s) for s in FLAGS.scales]
     if any(not s >= 0 for s in scales):
@@ -193,9 +195,9 @@ def main(argv):
                                       ((train["logp"] - mean) / std).astype(np.float32), FLAGS.out)
 
     num = min(FLAGS.samples, len(test["atoms"]))
-    order = np.random.default_rng(0).permutation(len(test["atoms"]))  # as graph_main's evaluation
+    order = np.random.default_rng(0).permutation(len(test["atoms"]))  # as the graph task's evaluation
     targets = subset(test, order[:num])
-    heldout = subset(test, order[num + 2000:num + 4000])  # neither the targets nor graph_main's reference
+    heldout = subset(test, order[num + 2000:num + 4000])  # neither the targets nor the graph task's reference
     rmse = predictor_rmse(predictor, pred_params, transition, num_steps, heldout,
                           ((heldout["logp"] - mean) / std).astype(np.float32), std)
     print("predictor held-out RMSE (logP): " + ", ".join(f"{k} {v:.3f}" for k, v in rmse.items()), flush=True)
@@ -216,7 +218,7 @@ def main(argv):
                               num_steps=num_steps, sample_steps=sample_steps, scale=lam, cond=cond)
         return to_ints(graph)
 
-    perm = np.random.default_rng(0).permutation(num)  # the shuffled-target control of graph_main
+    perm = np.random.default_rng(0).permutation(num)  # the shuffled-target control of the graph task
     results = {}
     for lam in scales:
         t0 = time.perf_counter()

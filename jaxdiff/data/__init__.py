@@ -1,1 +1,3 @@
-"""Data sources: shipped data sets, 2-D toys and TFDS, all as random-access arrays."""
+"""Data sources, a leaf (imports no other jaxdiff package): shipped data sets (scikit-learn digits, the QM9
+table of the qm9pack wheel), 2-D toys, TFDS image sets; deterministic per-process batching (``pipeline``),
+batch transforms (``transforms``) and grain pipelines with worker processes (``loader``)."""

@@ -1,5 +1,9 @@
-"""Optical flow: correlation volumes, pyramids and RAFT-style lookup (here); the RAFT model in
-``jaxdiff.flow.raft``, synthetic flow pairs in ``jaxdiff.flow.data``, colour coding in ``jaxdiff.flow.viz``."""
+"""Optical flow: correlation volumes, pyramids and RAFT-style lookup (here, from ``jaxdiff.flow.corr``, which
+runs them on ``corr_xla`` or ``corr_native``); the RAFT model in ``jaxdiff.flow.raft``, synthetic flow pairs in
+``jaxdiff.flow.data``, colour coding in ``jaxdiff.flow.viz``.
+
+The package owns its networks: RAFT is written here in Flax linen.
+"""
 
 from __future__ import annotations
 

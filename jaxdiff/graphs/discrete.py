@@ -6,66 +6,14 @@ independently by a Markov chain with one-step matrix
 
     Q_t = alpha_t I + (1 - alpha_t) 1 pi^T,    Qbar_t = Q_1 ... Q_t = alpha_bar_t I + (1 - alpha_bar_t) 1 pi^T
 
-(the product collapses because ``R = 1 pi^T`` is row-stochastic and idempotent), acting on
-row vectors: ``q(z_t | x_0) = x_0 Qbar_t``. ``pi`` is the limit (prior) distribution: uniform, or
-the dataset marginals (DiGress). Since ``pi^T R = pi^T``, ``pi`` is stationary. The joint
-(Graph-DiT-like) transition below keeps this form with a time- and atom-dependent target.
-
-Conventions (and where they differ from the reference code):
-
-- Time ``t`` is an integer in ``{0..T}``; networks see ``t / T``. ``alpha_bar_0 = 1`` (``t = 0`` is
-  the clean graph) and ``alpha_bar_T = 0`` (``x_T`` is exactly the prior). DiGress builds its cosine
-  schedule on a ``T + 2`` point grid, clamps ``beta`` to ``[0, 0.9999]`` (Graph-DiT: ``[0, 1]``) and
-  takes ``alpha_bar_0 = 1 - beta_0 < 1``; we evaluate the cosine at ``t / T`` with no clamp, which is
-  safe because the posterior never divides by ``alpha_t``.
-- Training draws ``t ~ U{1..T}``. DiGress and Graph-DiT draw ``t ~ U{0..T}`` during training,
-  which is meaningful there only because their ``t = 0`` is slightly noisy; here ``t = 0`` is the
-  data and the sampler never queries the network at ``t = 0``.
-- The reverse step marginalises the exact posterior over the network's clean-graph prediction
-  (DiGress); at ``t = 1`` it equals the prediction, so the last step samples ``x_0 ~ p_theta``.
-- Classifier-free guidance follows Graph-DiT's sampler (``diffusion_model.py``,
-  ``sample_p_zs_given_zt``): the conditional and unconditional *posteriors* ``p(z_{t-1} | z_t)`` are
-  combined log-linearly, ``p_u (p_c / p_u)^s``, and renormalised.
-
-Graph-DiT's joint atom-bond transition (``graph_dit/diffusion/noise_schedule.py``,
-``MarginalTransition``; statistics in ``graph_dit/diffusion_model.py`` lines 79-100) is replaced,
-not reproduced. There a node token ``[atom one-hot; its n bond one-hots]`` of length ``a + n b`` is multiplied
-by ``Qbar = alpha_bar I + (1 - alpha_bar) U`` with ``U = [[1 m_x^T, xe repeated n times],
-[ex repeated n times, 1 m_e^T tiled n x n]]`` (``get_union_transition``, lines 112-119). Then
-
-1. the rows of ``U`` sum to ``1 + n`` (rows of ``xe``, ``ex``, ``m_e`` each sum to 1), so
-   ``x Qbar_t`` is not a distribution; it only becomes one through the ``+ 1e-12`` renormalisation in
-   ``diffusion_utils.sample_discrete_features`` (lines 66-103);
-2. ``U^2 != U``, so ``Q_1 ... Q_t != Qbar_t`` (``get_Qt`` lines 129-144 vs ``get_Qt_bar`` 146-159):
-   the one-step matrices used by the posterior are inconsistent with the marginals used in training;
-3. ``Qbar_T -> U``, whose node row is ``m_x + sum_j ex[e_ij]`` (depends on the clean bonds) while
-   the sampler draws ``x_T`` from the independent ``limit_dist = (m_x, m_e)`` (``diffusion_model.py``
-   line 100, ``sample_discrete_feature_noise``): the prior is not the limit of the forward process;
-4. the posterior (``diffusion_utils.compute_batched_over0_posterior_distribution``, lines 106-127)
-   treats the multi-hot token as one categorical variable: likelihoods of the ``1 + n`` factors are
-   summed instead of multiplied, and "clean classes" range over atom types and (position, bond) pairs;
-5. edge ``(i, j)`` is noised with ``xe[x_i]`` and ``(j, i)`` with ``xe[x_j]``; only the upper triangle
-   is kept, so the noise depends on the node order;
-6. ``xe`` is ``sum_j P(bond | atom_i, atom_j)`` over partner *types*, unweighted by their frequency,
-   with never-seen pairs counted as "no edge" (``datasets/dataset.py`` lines 352-354 and
-   ``diffusion_model.py`` lines 85-91); ``ex`` is ``xe`` transposed and row-normalised, i.e. not
-   weighted by the atom frequencies that Bayes' rule would need for ``P(atom | bond)``.
-
-With a fixed ``R`` in ``Qbar_t = alpha_bar_t I + (1 - alpha_bar_t) R`` no coupling survives: the limit from start
-class ``i`` is row ``i`` of ``R``, and a prior that can be sampled without the data needs every row
-equal, so ``R = 1 pi^T``. :class:`JointTransition` therefore couples through the *path* instead:
-edge ``(i, j)`` jumps towards a mixture of ``c = P(bond | clean atoms of i and j)`` and ``m_e``,
-
-    Q_t = alpha_t I + (1 - alpha_t) 1 (w_t c + (1 - w_t) m_e)^T,   w_t = lam alpha_bar_t alpha_bar_{t-1},
-    Qbar_t = Q_1 ... Q_t = alpha_bar_t I + (1 - alpha_bar_t) 1 (v_t c + (1 - v_t) m_e)^T,   v_t = lam alpha_bar_t
-
-(the product stays in ``span{I, 1 c^T, 1 m_e^T}`` because ``1 c^T 1 m^T = 1 m^T``). Rows are
-distributions, ``Qbar_T = 1 m_e^T`` exactly (``alpha_bar_T = 0``), so the prior is the independent
-``(m_x, m_e)`` that Graph-DiT samples from, while mid-trajectory bonds are noised towards chemistry
-that fits their atoms (symmetric in ``i, j``). Nodes use the marginal chain: a node target linear in
-its bonds (Graph-DiT's ``ex``) would make the posterior, marginalised over predicted bonds, a sum over
-``b^n`` configurations. The chains are Markov given ``x_0``, so ``q(z_{t-1} | z_t, x_0)`` stays
-per-element and the edge posterior also sums over the predicted endpoint atoms (``a^2`` terms).
+acting on row vectors, ``q(z_t | x_0) = x_0 Qbar_t``, with ``pi`` the prior: uniform, or the dataset
+marginals (DiGress). Time ``t`` is an integer in ``{0..T}`` (networks see ``t / T``), ``alpha_bar_0 = 1``
+and ``alpha_bar_T = 0``; training draws ``t ~ U{1..T}``; the reverse step marginalises the exact
+posterior over the network's clean-graph prediction; classifier-free guidance combines the
+conditional and unconditional posteriors log-linearly (Graph-DiT). ``JointTransition`` couples bonds
+to their atoms through the path, with the independent prior Graph-DiT samples from. The
+conventions, where they differ from the reference code, and the derivation:
+[Discrete diffusion on graphs](../../design/graph_diffusion.md).
 """
 
 from __future__ import annotations
@@ -78,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.graphs.graph import Graph, apply_mask, pair_mask, symmetrize_upper
+
+HIGHEST = jax.lax.Precision.HIGHEST  # closed-form probabilities: float32 on every device (docs/design/precision.md)
 
 __all__ = [
     "Transition",
@@ -313,7 +263,8 @@ def forward_probs(graph0: Graph, t: jax.Array, transition: Transition | JointTra
     alpha_bar = cosine_alpha_bar(num_steps)[t]
     targets = transition.edge_limit
     if isinstance(transition, JointTransition):
-        pair = jnp.einsum("...iu,uvk,...jv->...ijk", graph0.nodes, transition.bond_given_atoms, graph0.nodes)
+        pair = jnp.einsum("...iu,uvk,...jv->...ijk", graph0.nodes, transition.bond_given_atoms, graph0.nodes,
+                          precision=HIGHEST)
         weight = (transition.coupling * alpha_bar)[..., None, None, None]
         targets = weight * pair + (1 - weight) * targets
     stay_x, stay_e = alpha_bar[..., None, None], alpha_bar[..., None, None, None]
@@ -335,10 +286,10 @@ def _unnormalised_posterior(z_t: jax.Array, p0: jax.Array, q_t: jax.Array, qbar_
     ``sum_i p0_i q(z_t | j) q(j | i) / q(z_t | i)`` over clean classes ``i``; those that cannot reach
     ``z_t`` get weight 0. Sums over ``j`` to the mass of ``p0`` on reachable classes.
     """
-    likelihood = (q_t @ z_t[..., None])[..., 0]  # q(z_t | z_{t-1} = j)
-    evidence = (qbar_t @ z_t[..., None])[..., 0]  # q(z_t | x_0 = i)
+    likelihood = jnp.matmul(q_t, z_t[..., None], precision=HIGHEST)[..., 0]  # q(z_t | z_{t-1} = j)
+    evidence = jnp.matmul(qbar_t, z_t[..., None], precision=HIGHEST)[..., 0]  # q(z_t | x_0 = i)
     weight = jnp.where(evidence > 0, p0 / jnp.where(evidence > 0, evidence, 1), 0)
-    return (weight[..., None, :] @ qbar_s)[..., 0, :] * likelihood
+    return jnp.matmul(weight[..., None, :], qbar_s, precision=HIGHEST)[..., 0, :] * likelihood
 
 
 def _normalise(unnorm: jax.Array, fallback: jax.Array) -> jax.Array:
@@ -368,7 +319,7 @@ def posterior_probs(graph_t: Graph, pred0_probs: Graph, t: jax.Array, transition
         per_atoms = _unnormalised_posterior(graph_t.edges[..., None, None, :],  # (..., n, n, a, a, b)
                                             pred0_probs.edges[..., None, None, :], *edge_mats)
         atoms = pred0_probs.nodes
-        edges = jnp.einsum("...iu,...jv,...ijuvk->...ijk", atoms, atoms, per_atoms)
+        edges = jnp.einsum("...iu,...jv,...ijuvk->...ijk", atoms, atoms, per_atoms, precision=HIGHEST)
     else:
         edge_mats = (m[..., None, None, :, :] for m in (qe_t, qbe_s, qbe_t))
         edges = _unnormalised_posterior(graph_t.edges, pred0_probs.edges, *edge_mats)

@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxdiff.graphs import discrete
 from jaxdiff.graphs.graph import Graph, pair_mask
-from jaxdiff.graphs.nets import _check_inputs, _DiGressLayer, _MLP, _symmetrize
+from jaxdiff.graphs.nets import check_inputs, DiGressLayer, FeatureMLP, symmetrize
 
 __all__ = [
     "PropertyPredictor",
@@ -65,13 +65,13 @@ class PropertyPredictor(nn.Module):
         if self.num_targets < 1:
             raise ValueError(f"num_targets must be >= 1, got {self.num_targets}")
         dx, de, dy = self.hidden_nodes, self.hidden_edges, self.hidden_global
-        graph, t = _check_inputs(graph, t, a, b)
+        graph, t = check_inputs(graph, t, a, b)
         degree = graph.edges[..., 1:].sum(2)  # (B, n, b - 1)
-        x = _MLP(dx, dx, final_relu=True, name="in_x")(jnp.concatenate([graph.nodes, degree], -1))
-        e = _symmetrize(_MLP(de, de, final_relu=True, name="in_e")(graph.edges))
-        y = _MLP(dy, dy, final_relu=True, name="in_y")(t[:, None])
+        x = FeatureMLP(dx, dx, final_relu=True, name="in_x")(jnp.concatenate([graph.nodes, degree], -1))
+        e = symmetrize(FeatureMLP(de, de, final_relu=True, name="in_e")(graph.edges))
+        y = FeatureMLP(dy, dy, final_relu=True, name="in_y")(t[:, None])
         for i in range(self.depth):
-            x, e, y = _DiGressLayer(self.num_heads, self.mlp_ratio, name=f"layer{i}")(x, e, y, graph.mask)
+            x, e, y = DiGressLayer(self.num_heads, self.mlp_ratio, name=f"layer{i}")(x, e, y, graph.mask)
         zeros = nn.initializers.zeros  # the prediction starts at 0, the mean of a standardised target
         per_node = nn.Dense(self.num_targets, kernel_init=zeros, use_bias=False, name="out_x")(x)
         per_node = jnp.where(graph.mask[..., None], per_node, 0.0)

@@ -30,7 +30,7 @@ from jaxdiff.nn.embeddings import PositionalEmbedding
 # ----------------------------------------------------------------------------- inputs
 
 
-def _check_inputs(graph: Graph, t: jax.Array, a: int, b: int) -> tuple[Graph, jax.Array]:
+def check_inputs(graph: Graph, t: jax.Array, a: int, b: int) -> tuple[Graph, jax.Array]:
     """Validates (graph, t); returns the graph with padded slots zeroed and t as float32 (B,)."""
     nodes, edges, mask = (jnp.asarray(v) for v in graph)
     if nodes.ndim != 3 or nodes.shape[-1] != a:
@@ -74,7 +74,7 @@ def _null_index(categorical: jax.Array, categorical_sizes: tuple[int, ...]) -> j
     return jnp.where(categorical < 0, jnp.asarray(categorical_sizes, categorical.dtype), categorical)
 
 
-def _symmetrize(edges: jax.Array) -> jax.Array:
+def symmetrize(edges: jax.Array) -> jax.Array:
     """(B,n,n,f) -> (E + Eᵀ) / 2, exactly symmetric."""
     return (edges + jnp.swapaxes(edges, 1, 2)) / 2
 
@@ -211,7 +211,7 @@ class GraphDiT(nn.Module):
         if self.hidden % self.num_heads:
             raise ValueError(f"num_heads={self.num_heads} must divide hidden={self.hidden}")
         a, b, m = self.num_node_classes, self.num_edge_classes, self.max_nodes
-        graph, t = _check_inputs(graph, t, a, b)
+        graph, t = check_inputs(graph, t, a, b)
         bsz, n = graph.mask.shape
         if n > m:
             raise ValueError(f"graph has n={n} node slots, more than max_nodes={m}")
@@ -241,7 +241,7 @@ class GraphDiT(nn.Module):
             out = nn.Dense(a + m * b, kernel_init=ZEROS, name="head_out")(nn.LayerNorm(name="head_norm")(h))
         node_logits = graph.nodes + out[:, :n, :a]
         edge_logits = graph.edges + out[:, :n, a:].reshape(bsz, n, m, b)[:, :, :n]
-        return node_logits, _symmetrize(edge_logits)
+        return node_logits, symmetrize(edge_logits)
 
 
 # ----------------------------------------------------------------------------- structural features
@@ -255,24 +255,30 @@ def cycle_counts(adj: jax.Array) -> tuple[jax.Array, jax.Array]:
     of length k through i (diag A^k) minus the degenerate ones: for k = 5, a
     triangle plus a back-and-forth spur at i, at another triangle vertex or
     leading to the triangle, less the 5 walks per triangle counted twice.
-    Checked against brute-force enumeration in the tests.
+    Checked against brute-force enumeration in the tests. The products ask for float32
+    (``Precision.HIGHEST``, the [precision policy][precision-policy]): walk counts are exact
+    integers below 2**24, which TF32 (11 significant bits) or bfloat16 (8) would round.
     """
-    a2 = adj @ adj
-    a3 = a2 @ adj
-    a4 = a3 @ adj
-    a5 = a4 @ adj
-    a6 = a5 @ adj
+
+    def mm(x: jax.Array, y: jax.Array) -> jax.Array:
+        return jnp.matmul(x, y, precision=jax.lax.Precision.HIGHEST)
+
+    a2 = mm(adj, adj)
+    a3 = mm(a2, adj)
+    a4 = mm(a3, adj)
+    a5 = mm(a4, adj)
+    a6 = mm(a5, adj)
 
     def diag(x: jax.Array) -> jax.Array:
         return jnp.diagonal(x, axis1=-2, axis2=-1)
 
     def neighbours_sum(v: jax.Array) -> jax.Array:
-        return (adj @ v[..., None])[..., 0]
+        return mm(adj, v[..., None])[..., 0]
 
     deg, w3, w4 = adj.sum(-1), diag(a3), diag(a4)
     c3 = w3 / 2
     c4 = (w4 - deg * (deg - 1) - neighbours_sum(deg)) / 2
-    spur_on_triangle = ((adj * a2) @ deg[..., None])[..., 0]  # sum_j A_ij (A^2)_ij deg_j
+    spur_on_triangle = mm(adj * a2, deg[..., None])[..., 0]  # sum_j A_ij (A^2)_ij deg_j
     c5 = (diag(a5) - 2 * deg * w3 - 2 * spur_on_triangle - neighbours_sum(w3) + 5 * w3) / 2
     c6 = (jnp.trace(a6, axis1=-2, axis2=-1) - 3 * (w3 ** 2).sum(-1) + 9 * (adj * a2 ** 2).sum((-2, -1))
           - 6 * (deg * w4).sum(-1) + 6 * w4.sum(-1) - 4 * w3.sum(-1) + 4 * (deg ** 3).sum(-1)
@@ -333,7 +339,7 @@ def extra_features(graph: Graph, num_eigenvalues: int = 5) -> tuple[jax.Array, j
 # ----------------------------------------------------------------------------- DiGress
 
 
-class _MLP(nn.Module):
+class FeatureMLP(nn.Module):
     """Dense-ReLU-Dense (-ReLU if ``final_relu``): (..., f) -> (..., out)."""
 
     hidden: int
@@ -367,7 +373,7 @@ def _film(y: jax.Array, x: jax.Array, name: str) -> jax.Array:
     return add + (1 + mul) * x
 
 
-class _DiGressLayer(nn.Module):
+class DiGressLayer(nn.Module):
     """DiGress X-E-y transformer layer: x (B,n,dx), e (B,n,n,de), y (B,dy), mask (B,n) -> same shapes.
 
     Per-channel attention scores Q_i K_j / sqrt(df) (B,n,n,heads,df) are
@@ -404,15 +410,15 @@ class _DiGressLayer(nn.Module):
         pooled_e = _pool(e.reshape(bsz, n * n, de), pair_mask(mask).reshape(bsz, n * n))
         new_y = (nn.Dense(dy, name="y_y")(y) + nn.Dense(dy, name="x_y")(_pool(x, mask))
                  + nn.Dense(dy, name="e_y")(pooled_e))
-        new_y = _MLP(dy, dy, name="y_out")(new_y)
+        new_y = FeatureMLP(dy, dy, name="y_out")(new_y)
 
         drop = nn.Dropout(self.dropout, deterministic=not train)
         x = nn.LayerNorm(name="norm_x1")(x + drop(new_x))
         e = nn.LayerNorm(name="norm_e1")(e + drop(new_e))
         y = nn.LayerNorm(name="norm_y1")(y + drop(new_y))
-        x = nn.LayerNorm(name="norm_x2")(x + drop(_MLP(int(dx * self.mlp_ratio), dx, name="ff_x")(x)))
-        e = nn.LayerNorm(name="norm_e2")(e + drop(_MLP(int(de * self.mlp_ratio), de, name="ff_e")(e)))
-        y = nn.LayerNorm(name="norm_y2")(y + drop(_MLP(int(dy * self.mlp_ratio), dy, name="ff_y")(y)))
+        x = nn.LayerNorm(name="norm_x2")(x + drop(FeatureMLP(int(dx * self.mlp_ratio), dx, name="ff_x")(x)))
+        e = nn.LayerNorm(name="norm_e2")(e + drop(FeatureMLP(int(de * self.mlp_ratio), de, name="ff_e")(e)))
+        y = nn.LayerNorm(name="norm_y2")(y + drop(FeatureMLP(int(dy * self.mlp_ratio), dy, name="ff_y")(y)))
         return x, e, y
 
 
@@ -454,7 +460,7 @@ class DiGressTransformer(nn.Module):
     ) -> tuple[jax.Array, jax.Array]:
         a, b = self.num_node_classes, self.num_edge_classes
         dx, de, dy = self.hidden_nodes, self.hidden_edges, self.hidden_global
-        graph, t = _check_inputs(graph, t, a, b)
+        graph, t = check_inputs(graph, t, a, b)
         numeric, categorical = _check_conditions(
             numeric, categorical, t.shape[0], self.num_numeric, self.categorical_sizes)
         node_extra, graph_extra = extra_features(graph, self.num_eigenvalues)
@@ -464,12 +470,12 @@ class DiGressTransformer(nn.Module):
         y = jnp.concatenate([t[:, None], graph_extra, jnp.where(missing, 0.0, numeric),
                              missing.astype(jnp.float32), *one_hots], axis=-1)
 
-        x = _MLP(dx, dx, final_relu=True, name="in_x")(jnp.concatenate([graph.nodes, node_extra], -1))
-        e = _symmetrize(_MLP(de, de, final_relu=True, name="in_e")(graph.edges))
-        y = _MLP(dy, dy, final_relu=True, name="in_y")(y)
+        x = FeatureMLP(dx, dx, final_relu=True, name="in_x")(jnp.concatenate([graph.nodes, node_extra], -1))
+        e = symmetrize(FeatureMLP(de, de, final_relu=True, name="in_e")(graph.edges))
+        y = FeatureMLP(dy, dy, final_relu=True, name="in_y")(y)
         for i in range(self.depth):
-            x, e, y = _DiGressLayer(self.num_heads, self.mlp_ratio, self.dropout, name=f"layer{i}")(
+            x, e, y = DiGressLayer(self.num_heads, self.mlp_ratio, self.dropout, name=f"layer{i}")(
                 x, e, y, graph.mask, train=train)
-        node_logits = graph.nodes + _MLP(dx, a, name="out_x")(x)
-        edge_logits = graph.edges + _MLP(de, b, name="out_e")(e)
-        return node_logits, _symmetrize(edge_logits)
+        node_logits = graph.nodes + FeatureMLP(dx, a, name="out_x")(x)
+        edge_logits = graph.edges + FeatureMLP(de, b, name="out_e")(e)
+        return node_logits, symmetrize(edge_logits)

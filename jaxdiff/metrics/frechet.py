@@ -53,8 +53,11 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     is clipped, so the result is >= 0.
 
     Args:
-        mu1, mu2: (F,) means. cov1, cov2: (F, F) symmetric PSD covariances; asymmetry
-            or a negative eigenvalue beyond the input dtype's round-off raises ``ValueError``.
+        mu1: (F,) mean of the first Gaussian.
+        cov1: (F, F) its covariance, symmetric PSD; asymmetry or a negative eigenvalue beyond
+            the input dtype's round-off raises ``ValueError``.
+        mu2: (F,) mean of the second Gaussian.
+        cov2: (F, F) its covariance, likewise.
 
     Returns:
         Python float.

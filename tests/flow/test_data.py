@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -29,8 +30,8 @@ def _warp(image2, flow):
 
 def test_shapes_dtypes_ranges(clean):
     _, d = clean
-    assert d["image1"].shape == d["image2"].shape == (4,) + SIZE + (3,)
-    assert d["flow"].shape == (4,) + SIZE + (2,) and d["valid"].shape == (4,) + SIZE
+    chex.assert_shape([d["image1"], d["image2"], d["flow"], d["valid"]],
+                      [(4, *SIZE, 3), (4, *SIZE, 3), (4, *SIZE, 2), (4, *SIZE)])
     assert d["image1"].dtype == d["image2"].dtype == d["flow"].dtype == np.float32 and d["valid"].dtype == bool
     for key in ("image1", "image2"):
         assert 0 <= d[key].min() and d[key].max() <= 255 and d[key].std() > 10
@@ -43,8 +44,7 @@ def test_deterministic_in_seed():
     a = data.make_dataset("val", 2, SIZE, "chairs", seed=5)
     b = data.make_dataset("val", 2, SIZE, "chairs", seed=5)
     c = data.make_dataset("val", 2, SIZE, "chairs", seed=6)
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key])
+    chex.assert_trees_all_equal(a, b)
     assert not np.array_equal(a["flow"], c["flow"])
 
 
@@ -61,8 +61,7 @@ def test_frame2_warped_by_flow_reconstructs_frame1(clean):
 def test_noise_is_photometric_only():
     d = data.make_dataset("train", 2, SIZE, "smooth", seed=3, noise=2.0)
     clean = data.make_dataset("train", 2, SIZE, "smooth", seed=3, noise=0.0)
-    np.testing.assert_array_equal(d["flow"], clean["flow"])
-    np.testing.assert_array_equal(d["valid"], clean["valid"])
+    chex.assert_trees_all_equal((d["flow"], d["valid"]), (clean["flow"], clean["valid"]))
     err = np.abs(_warp(d["image2"], d["flow"]) - d["image1"]).mean(-1)
     assert 1 < err[d["valid"]].mean() < 4  # noise std 2 per frame
 

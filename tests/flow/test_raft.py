@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,10 +40,10 @@ def test_output_shapes(small):
     variables = _abstract_variables(model)
     image = jax.ShapeDtypeStruct((2, 64, 80, 3), jnp.float32)
     out = jax.eval_shape(lambda v, a, b: model.apply(v, a, b, 3), variables, image, image)
-    assert out.shape == (3, 2, 64, 80, 2)
+    chex.assert_shape(out, (3, 2, 64, 80, 2))
     init = jax.ShapeDtypeStruct((2, 8, 10, 2), jnp.float32)
     out = jax.eval_shape(lambda v, a, b, f: model.apply(v, a, b, 2, flow_init=f), variables, image, image, init)
-    assert out.shape == (2, 2, 64, 80, 2)
+    chex.assert_shape(out, (2, 2, 64, 80, 2))
 
 
 def test_batch_norm_is_mutable_in_training_unless_frozen():
@@ -52,7 +53,7 @@ def test_batch_norm_is_mutable_in_training_unless_frozen():
     )
     assert _count(updates["batch_stats"]) == 2880
     frozen = jax.eval_shape(lambda v, x: raft.RAFT(freeze_bn=True).apply(v, x, x, 1, train=True), variables, X64)
-    assert frozen.shape == (1, 1, 64, 64, 2)
+    chex.assert_shape(frozen, (1, 1, 64, 64, 2))
 
 
 def test_estimate_flow_pads_and_unpads():
@@ -60,7 +61,7 @@ def test_estimate_flow_pads_and_unpads():
     variables = _abstract_variables(model)
     image = jax.ShapeDtypeStruct((1, 61, 70, 3), jnp.float32)
     out = jax.eval_shape(lambda v, a, b: raft.estimate_flow(model, v, a, b, 2), variables, image, image)
-    assert out.shape == (1, 61, 70, 2)
+    chex.assert_shape(out, (1, 61, 70, 2))
 
 
 def test_pad_unpad_round_trip():
@@ -80,7 +81,7 @@ def test_convex_upsampling_of_constant_flow_is_exact():
     flow = jnp.broadcast_to(jnp.array([1.5, -2.25]), (2, 5, 6, 2))
     mask = 3 * jax.random.normal(jax.random.key(1), (2, 5, 6, 576))
     up = raft.upsample_convex(flow, mask)
-    assert up.shape == (2, 40, 48, 2)
+    chex.assert_shape(up, (2, 40, 48, 2))
     # Interior: every neighbour holds the flow; the border sees the reference's zero padding.
     np.testing.assert_allclose(up[:, 8:-8, 8:-8], np.broadcast_to([12.0, -18.0], (2, 24, 32, 2)), atol=1e-5)
     peaked = jnp.zeros((2, 5, 6, 9, 64)).at[:, :, :, 4].set(50.0).reshape(2, 5, 6, 576)
@@ -160,7 +161,7 @@ def test_overfitting_one_pair_drives_epe_down():
     for _ in range(40):
         params, state, epe = step(params, state)
         epes.append(float(epe))
-    assert np.isfinite(epes).all()
+    chex.assert_tree_all_finite(epes)
     assert min(epes[-5:]) < 0.3 * zero_epe and min(epes[-5:]) < 0.5 * epes[0], (zero_epe, epes)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,8 +47,7 @@ def test_transition_properties(x64):
             q_x, q_e = map(np.asarray, tr.q(jnp.asarray(t), 10))
             qb_x, qb_e = map(np.asarray, tr.qbar(jnp.asarray(t), 10))
             prod_x, prod_e = prod_x @ q_x, prod_e @ q_e
-            np.testing.assert_allclose(prod_x, qb_x, atol=1e-12)
-            np.testing.assert_allclose(prod_e, qb_e, atol=1e-12)
+            chex.assert_trees_all_close((prod_x, prod_e), (qb_x, qb_e), rtol=0, atol=1e-12)
             for mat in (q_x, q_e, qb_x, qb_e):
                 np.testing.assert_allclose(mat.sum(-1), 1.0, atol=1e-12)
                 assert mat.min() >= 0
@@ -68,8 +68,7 @@ def test_multi_step_kernel_is_the_product(x64):
                 step = [np.asarray(m) for m in tr.q(jnp.asarray(u), 10)]
                 prod = step if prod is None else [p @ q for p, q in zip(prod, step)]
             skip = tr.q(jnp.asarray(t_), 10, jnp.asarray(s_))
-            for p, q in zip(prod, skip):
-                np.testing.assert_allclose(p, q, atol=1e-12)
+            chex.assert_trees_all_close(tuple(prod), skip, rtol=0, atol=1e-12)
 
 
 def test_joint_transition_properties(x64):
@@ -98,7 +97,7 @@ def test_transition_traced_and_batched():
     tr = D.marginal_transition(M_X, M_E)
     t = jnp.array([1, 5, 10])
     q_x, q_e = jax.jit(lambda tr, t: tr.qbar(t, 10))(tr, t)
-    assert q_x.shape == (3, 3, 3) and q_e.shape == (3, 3, 3)
+    chex.assert_shape([q_x, q_e], (3, 3, 3))
     np.testing.assert_allclose(q_x[1], tr.qbar(jnp.asarray(5), 10)[0], rtol=1e-6)
 
 
@@ -288,7 +287,7 @@ def test_training_loss_and_timesteps():
     (loss, terms), grads = jax.value_and_grad(fn, has_aux=True)(params, g0, jax.random.PRNGKey(1))
     assert np.isfinite(loss) and set(terms) == {"node_ce", "edge_ce", "loss"}
     np.testing.assert_allclose(loss, terms["node_ce"] + 5.0 * terms["edge_ce"], rtol=1e-6)
-    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+    chex.assert_tree_all_finite(grads)
 
 
 def _point_mass_denoiser(target: Graph):
@@ -307,12 +306,10 @@ def test_sample_point_mass_returns_graph(joint):
     # Diagonal / padded logits are zero vectors: uniform predictions there, masked away anyway.
     run = jax.jit(D.sample, static_argnums=0, static_argnames=("num_steps", "sample_steps"))
     out = run(_point_mass_denoiser(target), jax.random.PRNGKey(0), target.mask, transition=tr, num_steps=12)
-    np.testing.assert_array_equal(out.nodes, target.nodes)
+    chex.assert_trees_all_equal(out, target)
     skip = run(_point_mass_denoiser(target), jax.random.PRNGKey(1), target.mask, transition=tr, num_steps=12,
                sample_steps=5)
     np.testing.assert_array_equal(skip.edges, target.edges)
-    np.testing.assert_array_equal(out.edges, target.edges)
-    np.testing.assert_array_equal(out.mask, target.mask)
 
 
 def test_sample_stationary_denoiser_matches_marginals():
@@ -345,8 +342,7 @@ def test_sample_guidance():
     key = jax.random.PRNGKey(0)
     plain = draw(denoise, key, target.mask, cond={"strength": 1.0})
     same = draw(denoise, key, target.mask, cond={"strength": 1.0}, guidance_scale=3.0, uncond={"strength": 1.0})
-    np.testing.assert_array_equal(plain.nodes, same.nodes)
-    np.testing.assert_array_equal(plain.edges, same.edges)
+    chex.assert_trees_all_equal(plain, same)
     # Weak conditional signal against a null condition, amplified by guidance, recovers the target.
     run = jax.jit(functools.partial(draw, denoise, guidance_scale=10.0))
     guided = run(key, target.mask, cond={"strength": 0.5}, uncond={"strength": 0.0})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,8 +81,7 @@ def test_guide_posterior_closed_form_and_normalised():
             assert np.all(np.asarray(out.nodes[..., 0] < nodes[..., 0])[real])
             assert np.all(np.asarray(out.edges[..., 1] < edges[..., 1])[np.asarray(pair_mask(mask))])
         else:
-            assert np.array_equal(np.asarray(out.nodes), np.asarray(nodes))
-            assert np.array_equal(np.asarray(out.edges), np.asarray(edges))
+            chex.assert_trees_all_equal((out.nodes, out.edges), (nodes, edges))
 
 
 def test_guide_posterior_keeps_zero_classes_and_extreme_scales_finite():
@@ -91,7 +91,7 @@ def test_guide_posterior_keeps_zero_classes_and_extreme_scales_finite():
         jnp.array([0.5, 0.5, 0.0]))
     grad = Graph(jnp.array([[[-1e6, 1e3, 0.0], [5.0, -5.0, 0.0]]]), jnp.zeros_like(edges), mask)
     out = guide_posterior(Graph(nodes, edges, mask), grad, 1e4)
-    assert np.all(np.isfinite(np.asarray(out.nodes)))
+    chex.assert_tree_all_finite(out.nodes)
     assert out.nodes[0, 0, 0] == 0  # a class with zero probability stays impossible, whatever its gradient
     np.testing.assert_allclose(out.nodes[0, 0], [0.0, 0.0, 1.0], atol=1e-6)
     np.testing.assert_allclose(out.nodes[0, 1], [1.0, 0.0, 0.0])  # the only supported class keeps all mass
@@ -143,8 +143,7 @@ def test_zero_scale_matches_unguided_sampler():
     for seed in range(2):
         key = jax.random.key(seed)
         a, b = plain(key, mask), guided(key, mask, target, 0.0)
-        np.testing.assert_array_equal(a.nodes, b.nodes)
-        np.testing.assert_array_equal(a.edges, b.edges)
+        chex.assert_trees_all_equal(a, b)
         c = guided(key, mask, target, 50.0)  # the same compiled function with a large weight changes draws
         assert not np.array_equal(np.asarray(to_ints(a)[0]), np.asarray(to_ints(c)[0]))
         np.testing.assert_array_equal(c.edges, jnp.swapaxes(c.edges, 1, 2))
@@ -177,7 +176,9 @@ def test_predictor_shapes_invariance_and_padding():
     params = _random_params(predictor, graph)
     t = jnp.array([0.2, 0.7])
     out = predictor.apply(params, graph, t)
-    assert out.shape == (2, 2) and np.all(np.isfinite(np.asarray(out))) and np.all(np.asarray(out) != 0)
+    chex.assert_shape(out, (2, 2))
+    chex.assert_tree_all_finite(out)
+    assert np.all(np.asarray(out) != 0)
     perm = jnp.array([3, 0, 4, 2, 1])
     np.testing.assert_allclose(predictor.apply(params, permute(graph, perm), t), out, rtol=1e-5, atol=1e-5)
     junk = Graph(jnp.where(graph.mask[..., None], graph.nodes, 7.0), graph.edges + 3.0 * ~pair_mask(graph.mask)[

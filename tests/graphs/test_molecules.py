@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+
+import chex
 import numpy as np
 import pytest
 
@@ -10,7 +12,8 @@ pytest.importorskip("rdkit")
 pytest.importorskip("pandas")
 from rdkit import Chem  # noqa: E402
 
-from jaxdiff.data import qm9  # noqa: E402
+from jaxdiff.data.qm9 import read_qm9  # noqa: E402
+from jaxdiff.graphs import qm9  # noqa: E402
 from jaxdiff.graphs.molecules import (  # noqa: E402
     ATOMS, from_networkx, ints_to_mol, mol_to_ints, mol_to_smiles, smiles_to_ints, to_networkx)
 
@@ -27,10 +30,10 @@ def qm9_data():
 def test_qm9_arrays(qm9_data):
     n = len(qm9_data["index"])
     assert QM9_SIZE - 1000 < n < QM9_SIZE  # only the few hundred zwitterions are skipped
-    assert qm9_data["atoms"].shape == (n, 9) and qm9_data["atoms"].dtype == np.int8
-    assert qm9_data["bonds"].shape == (n, 9, 9) and qm9_data["bonds"].dtype == np.int8
-    for key in ("smiles", "logp", "qed", "tpsa", "num_rings", "mol_wt", "homo_lumo_gap", "dipole"):
-        assert qm9_data[key].shape == (n,), key
+    chex.assert_shape([qm9_data["atoms"], qm9_data["bonds"]], [(n, 9), (n, 9, 9)])
+    chex.assert_type([qm9_data["atoms"], qm9_data["bonds"]], np.int8)
+    keys = ("smiles", "logp", "qed", "tpsa", "num_rings", "mol_wt", "homo_lumo_gap", "dipole")
+    chex.assert_shape([qm9_data[key] for key in keys], (n,))
     assert np.all(np.diff(qm9_data["index"]) > 0)
     assert not any("+" in s or "-]" in s for s in qm9_data["smiles"])  # no charged atom
     bonds = qm9_data["bonds"]
@@ -41,7 +44,7 @@ def test_qm9_arrays(qm9_data):
 
 def test_round_trip_qm9(qm9_data):
     """QM9 SMILES -> ints -> mol -> canonical SMILES is the input's canonical SMILES (2,000+ molecules)."""
-    df = qm9._read_csv()
+    df = read_qm9(["SMILES"])
     rows = np.arange(0, len(qm9_data["index"]), 60)
     assert len(rows) >= 2000
     original = dict(zip(df["Index"].tolist(), df["SMILES"].tolist()))
@@ -50,8 +53,7 @@ def test_round_trip_qm9(qm9_data):
         atoms, bonds = smiles_to_ints(smiles, 9)
         canonical = Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
         assert mol_to_smiles(ints_to_mol(atoms, bonds)) == canonical == qm9_data["smiles"][row]
-        np.testing.assert_array_equal(atoms, qm9_data["atoms"][row])
-        np.testing.assert_array_equal(bonds, qm9_data["bonds"][row])
+        chex.assert_trees_all_equal((atoms, bonds), (qm9_data["atoms"][row], qm9_data["bonds"][row]))
 
 
 def test_split_is_deterministic_and_disjoint(qm9_data):
@@ -121,9 +123,7 @@ def test_networkx_round_trip(qm9_data):
         g = to_networkx(atoms, bonds)
         assert g.number_of_nodes() == int((atoms >= 0).sum())
         assert {d for _, d in g.nodes(data="atom")} <= set(ATOMS)
-        back_atoms, back_bonds = from_networkx(g, 9)
-        np.testing.assert_array_equal(back_atoms, atoms)
-        np.testing.assert_array_equal(back_bonds, bonds)
+        chex.assert_trees_all_equal(from_networkx(g, 9), (atoms, bonds))
 
 
 def test_from_networkx_errors():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import chex
 import numpy as np
 import pytest
 import scipy.linalg
@@ -20,8 +21,8 @@ def _scipy_fd(mu1, cov1, mu2, cov2):
 def test_gaussian_stats_matches_numpy_in_float64():
     x = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
     mu, cov = gaussian_stats(x)
-    assert mu.dtype == cov.dtype == np.float64
-    assert mu.shape == (3,) and cov.shape == (3, 3)
+    chex.assert_type([mu, cov], np.float64)
+    chex.assert_shape([mu, cov], [(3,), (3, 3)])
     np.testing.assert_allclose(mu, x.astype(np.float64).mean(0))
     np.testing.assert_allclose(cov, np.cov(x.astype(np.float64), rowvar=False))
 

@@ -8,7 +8,8 @@ iterator state beyond k, and no example is seen twice or skipped within an epoch
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import jax
 import numpy as np
@@ -52,11 +53,24 @@ class EpochSampler:
             raise ValueError(f"batch_size={batch_size} must be divisible by the process count {self.process_count}")
         self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
         self.steps_per_epoch = num_examples // batch_size
+        self._last = (-1, None)  # (epoch, its permutation): consecutive steps share it
+
+    def epoch(self, step: int) -> int:
+        """The epoch that ``step`` falls in."""
+        return int(step) // self.steps_per_epoch
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """(num_examples,) the order of ``epoch`` (read-only: it is shared by the epoch's steps)."""
+        last_epoch, perm = self._last
+        if last_epoch != epoch:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+            perm.flags.writeable = False
+            self._last = (epoch, perm)
+        return perm
 
     def global_indices(self, step: int) -> np.ndarray:
         epoch, pos = divmod(int(step), self.steps_per_epoch)
-        perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
-        return perm[pos * self.batch_size:(pos + 1) * self.batch_size]
+        return self.permutation(epoch)[pos * self.batch_size:(pos + 1) * self.batch_size]
 
     def local_indices(self, step: int) -> np.ndarray:
         local = self.batch_size // self.process_count

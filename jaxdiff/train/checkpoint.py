@@ -1,4 +1,4 @@
-"""Orbax checkpoints of the ``TrainState``: atomic, keep-last-N, exact restore."""
+"""Orbax checkpoints of the ``TrainState``: atomic, keep-last-N, exact restore, from one process or many."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import time
 import warnings
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 
 def ensure_writable_dir(path: str, what: str) -> str:
@@ -29,6 +31,12 @@ class Checkpointer:
     renamed when complete, so a process killed mid-write leaves the previous
     checkpoint as the latest one; leftover temporary directories are removed
     when the next ``Checkpointer`` opens the directory.
+
+    In a multi-process run every process opens the same ``directory`` (a file system they all
+    see) and makes every call, in the same order: saving and restoring are collective. Each
+    process writes and reads the shards it holds; process 0 writes the metadata and renames.
+    A checkpoint written by P processes restores in any other number of processes and onto
+    any other mesh: the target's shardings decide the layout.
     """
 
     def __init__(self, directory: str, *, max_to_keep: int = 3):
@@ -59,17 +67,23 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         failed = []
         for candidate in steps:
+            error = None
             try:
                 state = self.manager.restore(candidate, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # damage or a mismatched target: told apart by whether an older step loads
-                failed.append((candidate, e))
+                error = e
+            if not _on_every_process(error is None):
+                failed.append((candidate, error or RuntimeError("it failed to load in another process")))
                 continue
-            for bad, e in failed:
-                moved = os.path.join(self.directory, f"{bad}.corrupt-{time.time_ns()}")
-                os.rename(os.path.join(self.directory, str(bad)), moved)
-                warnings.warn(f"checkpoint step {bad} in {self.directory} could not be restored "
-                              f"({type(e).__name__}: {e}); moved it to {moved}, resuming from step {candidate}")
+            if failed and jax.process_index() == 0:
+                for bad, e in failed:
+                    moved = os.path.join(self.directory, f"{bad}.corrupt-{time.time_ns()}")
+                    os.rename(os.path.join(self.directory, str(bad)), moved)
+                    warnings.warn(f"checkpoint step {bad} in {self.directory} could not be restored "
+                                  f"({type(e).__name__}: {e}); moved it to {moved}, resuming from step {candidate}")
             if failed:
+                if jax.process_count() > 1:
+                    multihost_utils.sync_global_devices("jaxdiff.Checkpointer.restore: damaged steps moved")
                 self.manager.reload()
             return state
         bad, e = failed[0]
@@ -77,7 +91,15 @@ class Checkpointer:
                            f"the latest, step {bad}, failed with {type(e).__name__}: {e}") from e
 
     def wait(self) -> None:
+        """Block until every pending (asynchronous) save is complete on disk."""
         self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _on_every_process(ok: bool) -> bool:
+    """Whether ``ok`` holds in every process (a collective in a multi-process run)."""
+    if jax.process_count() == 1:
+        return ok
+    return bool(multihost_utils.process_allgather(np.asarray(ok)).all())

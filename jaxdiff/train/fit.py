@@ -11,28 +11,43 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from jaxdiff.train.checkpoint import Checkpointer, ensure_writable_dir
-from jaxdiff.train.logging import MetricWriter
+from jaxdiff.train.logging import MetricWriter, TrainTime
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag checked between steps (save, then stop)."""
+    """Whether a SIGTERM (preemption) asks the run to save and stop after a given step.
+
+    One process: a Python handler turns SIGTERM into a flag. Several processes: JAX's preemption
+    sync manager, whose SIGTERM notifier tells every process through the coordination service,
+    answers True in all of them at the same step (one past the furthest step any process had done
+    when the notice reached it).
+    """
 
     def __init__(self):
+        self.multiprocess = jax.process_count() > 1
         self.requested = False
         self._previous = None
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread
-            self._previous = None
+        if not self.multiprocess:  # a Python handler would replace the runtime's notifier
+            try:
+                self._previous = signal.signal(signal.SIGTERM, self._handle)
+            except ValueError:  # not the main thread
+                self._previous = None
         return self
 
     def _handle(self, *_):
         self.requested = True
+
+    def __call__(self, done: int) -> bool:
+        """Called once after every step, with the number of steps done; True: save and stop."""
+        if self.multiprocess:
+            return multihost_utils.reached_preemption_sync_point(done)
+        return self.requested
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -85,10 +100,20 @@ def fit(
     one raises ``FloatingPointError`` naming the step, and the checkpoints on
     disk (all written before it) stay intact.
 
-    A SIGTERM (preemption) saves a checkpoint at the next step boundary and
-    returns early. An unwritable ``workdir`` raises ``PermissionError`` before
-    any step; a full disk raises ``OSError`` (ENOSPC) naming the path and the
-    latest intact checkpoint, which a rerun resumes from. Returns the final state.
+    A resumed run prints ``resumed from step N (checkpoint ...)``; ``train_time.json`` records the
+    training time behind each checkpoint across resumes (``jaxdiff.train.logging.TrainTime``).
+
+    In a multi-process run every process calls ``fit`` with the same ``workdir``
+    (a file system they all see) and takes part in every checkpoint; process 0
+    alone writes ``metrics.jsonl``, TensorBoard and the progress bar. The metrics
+    are global averages (replicated outputs of ``train_step``).
+
+    A SIGTERM (preemption) logs the steps since the last line, saves a checkpoint
+    at the next step boundary and returns early; with several processes, a SIGTERM
+    to any of them stops all of them after the same step. An unwritable
+    ``workdir`` raises ``PermissionError`` before any step; a full disk raises
+    ``OSError`` (ENOSPC) naming the path and the latest intact checkpoint, which
+    a rerun resumes from. Returns the final state.
     """
     if num_steps < 0:
         raise ValueError(f"num_steps must be >= 0, got {num_steps}")
@@ -98,13 +123,18 @@ def fit(
         raise ValueError(f"checkpoint_every={checkpoint_every} must be a multiple of log_every={log_every}")
     ensure_writable_dir(workdir, "workdir")
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=max_to_keep)
+    primary = jax.process_index() == 0
     if ckpt.latest_step() is not None:
         state = ckpt.restore(state)
+        if primary:
+            step = int(state.step)
+            print(f"resumed from step {step} (checkpoint {os.path.join(ckpt.directory, str(step))})", flush=True)
     start = int(state.step)
+    clock = TrainTime(workdir, start, write=primary)
     writer = MetricWriter(
         os.path.join(workdir, "metrics.jsonl"), resume_step=start, tensorboard_dir=os.path.join(workdir, "tb")
-    )
-    bar = tqdm(total=num_steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
+    ) if primary else None
+    bar = tqdm(total=num_steps, initial=start, disable=not (progress and primary), desc="train", dynamic_ncols=True)
     acc, n_acc, t_last = None, 0, time.perf_counter()
     with _disk_full_is_fatal(ckpt), _Preemption() as preemption:
         for step in range(start, num_steps):
@@ -118,19 +148,23 @@ def fit(
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
             n_acc += 1
             done = step + 1
-            if done % log_every == 0 or done == num_steps:
+            preempted = preemption(done)
+            if done % log_every == 0 or done == num_steps or preempted:
                 means = {k: float(v) / n_acc for k, v in jax.device_get(acc).items()}
                 now = time.perf_counter()
-                writer.write(done, means)
+                if writer is not None:
+                    writer.write(done, means)
                 bar.set_postfix(loss=f"{means['loss']:.4f}", steps_per_s=f"{n_acc / (now - t_last):.1f}")
                 bar.update(n_acc)
                 acc, n_acc, t_last = None, 0, now
-            if done % checkpoint_every == 0 or done == num_steps or preemption.requested:
+            if done % checkpoint_every == 0 or done == num_steps or preempted:
                 ckpt.save(done, state)
-            if preemption.requested:
+                clock.record(done)
+            if preempted:
                 break
         ckpt.wait()
     bar.close()
     ckpt.close()
-    writer.close()
+    if writer is not None:
+        writer.close()
     return state

@@ -1,9 +1,10 @@
-"""Metric writers: JSON lines (always) and TensorBoard (when tensorboardX is installed)."""
+"""Run records: metrics as JSON lines (and TensorBoard when tensorboardX is installed), training time."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 
 class MetricWriter:
@@ -56,3 +57,42 @@ class MetricWriter:
 def read_metrics(path: str) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+class TrainTime:
+    """Training wall time summed over the runs that built a workdir's state, in ``train_time.json``.
+
+    The file holds ``{"checkpoints": {step: seconds}, "last_run": {"start": step, "seconds": s}}``:
+    the total training time behind each checkpoint, across resumes, and the part of the latest run.
+    A run that resumes from step k adds its time to that of checkpoint k (or of the latest
+    checkpoint before it with a record, when a run died between saving and recording).
+    """
+
+    FILE = "train_time.json"
+
+    def __init__(self, workdir: str, start_step: int, *, write: bool = True):
+        self.path, self.start, self.write_file = os.path.join(workdir, self.FILE), int(start_step), write
+        self.checkpoints = read_train_time(workdir).get("checkpoints", {})
+        earlier = [k for k in self.checkpoints if k <= self.start]
+        self.before = self.checkpoints[max(earlier)] if earlier else 0.0
+        self.t0 = time.perf_counter()
+
+    def record(self, step: int) -> None:
+        """Note the total time at checkpoint ``step`` (process 0 writes the file)."""
+        now = time.perf_counter() - self.t0
+        self.checkpoints[int(step)] = self.before + now
+        if self.write_file:
+            record = {"checkpoints": {str(k): v for k, v in sorted(self.checkpoints.items())},
+                      "last_run": {"start": self.start, "seconds": now}}
+            with open(self.path, "w") as f:
+                json.dump(record, f, indent=2)
+
+
+def read_train_time(workdir: str) -> dict:
+    """``train_time.json`` of ``workdir`` with integer checkpoint steps; ``{}`` when there is none."""
+    path = os.path.join(workdir, TrainTime.FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        record = json.load(f)
+    return {**record, "checkpoints": {int(k): v for k, v in record["checkpoints"].items()}}

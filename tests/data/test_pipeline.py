@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import numpy as np
 import pytest
 
@@ -43,7 +44,7 @@ def test_array_source_and_batch_fn():
 def test_digits_split():
     x, y = load_digits("train")
     xt, yt = load_digits("test")
-    assert x.shape == (1437, 8, 8, 1) and xt.shape == (360, 8, 8, 1)
+    chex.assert_shape([x, xt], [(1437, 8, 8, 1), (360, 8, 8, 1)])
     assert x.min() == -1.0 and x.max() == 1.0 and x.dtype == np.float32
     assert np.bincount(yt).min() >= 35  # stratified
     with pytest.raises(ValueError, match="split"):

@@ -1,6 +1,10 @@
-"""fit(): non-finite steps are skipped or stop the run with the checkpoints intact; JSONL resume truncation."""
+"""fit(): non-finite steps are skipped or stop the run with the checkpoints intact; JSONL resume truncation;
+a SIGTERM saves and stops."""
 
 from __future__ import annotations
+
+import os
+import signal
 
 import jax
 import numpy as np
@@ -48,3 +52,20 @@ def test_stop_policy_names_the_step_and_keeps_checkpoints(setup, tmp_path):
     restored = ckpt.restore(fresh())
     assert int(restored.step) == 4
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored.params))
+
+
+def test_sigterm_logs_saves_and_stops_after_the_step(setup, tmp_path):
+    fresh, step, batches = setup
+
+    def preempted_at_3(state, batch):
+        if int(state.step) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(state, batch)
+
+    handler = signal.getsignal(signal.SIGTERM)
+    state = fit(fresh(), preempted_at_3, batches, num_steps=10, workdir=str(tmp_path), log_every=2,
+                checkpoint_every=4, progress=False)
+    assert int(state.step) == 3
+    assert [r["step"] for r in read_metrics(str(tmp_path / "metrics.jsonl"))] == [2, 3]
+    assert Checkpointer(str(tmp_path / "checkpoints")).latest_step() == 3
+    assert signal.getsignal(signal.SIGTERM) == handler

@@ -16,13 +16,9 @@ def test_two_devices_equal_one():
     assert jax.device_count() >= 2, "tests/conftest.py forces 2 host devices"
     module = nn.MLP(width=32, depth=2)
     params = module.init(jax.random.key(0), np.zeros((1, 2), np.float32), np.ones((1,), np.float32))["params"]
-
-    def net(p, x, c_noise, *, key=None):
-        return module.apply({"params": p}, x, c_noise)
-
     pre = precond.EDMPrecond()
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=0))
-    step = make_train_step(losses.denoising_loss(net, pre, losses.EDMNoise()), optimizer,
+    step = make_train_step(losses.denoising_loss(nn.as_net(module), pre, losses.EDMNoise()), optimizer,
                            batch_size=16, ema_halflife_nimg=100.0)
     batch = {"image": np.random.default_rng(0).standard_normal((16, 2)).astype(np.float32)}
     outs = []

@@ -42,7 +42,7 @@ ARGS = [
 
 
 def start(workdir: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "experiments.main", f"--workdir={workdir}", *ARGS]
+    cmd = [sys.executable, "-m", "experiments.run", f"--workdir={workdir}", *ARGS]
     env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -143,7 +143,7 @@ def compare(ref: str, run: str) -> list[str]:
     for d in (ref, run):
         with open(os.path.join(d, "metrics.json")) as f:
             m = json.load(f)
-        evals.append({k: v for k, v in m.items() if k not in ("train_seconds", "sample_seconds")})
+        evals.append({k: v for k, v in m.items() if "seconds" not in k})
     if evals[0] != evals[1]:
         problems.append("metrics.json differs")
     if tmp_dirs(os.path.join(run, "checkpoints")):

@@ -20,15 +20,20 @@ import time
 
 from absl import app, flags
 
-from experiments.bench.latent_vs_pixel import train_diffusion  # also defines --seconds, --num_samples, --out, --seed
+from experiments.bench.latent_vs_pixel import train_diffusion
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("ae", "kl", ["kl", "vq"], "Autoencoder whose latents the diffusion model learns.")
-flags.DEFINE_integer("ae_steps", 1000, "Training steps per autoencoder (batch 128).")
-flags.DEFINE_integer("latent_channels", 2, "Latent channels c of the 4x4xc latent grid.")
-flags.DEFINE_list("cfg_scales", ["0", "1", "2", "3"], "Classifier-free guidance scales to sample at.")
-FLAGS.set_default("seconds", 120.0)
-FLAGS.set_default("out", "/tmp/latent_cond")
+
+
+def define_flags() -> None:
+    flags.DEFINE_enum("ae", "kl", ["kl", "vq"], "Autoencoder whose latents the diffusion model learns.")
+    flags.DEFINE_integer("ae_steps", 1000, "Training steps per autoencoder (batch 128).")
+    flags.DEFINE_integer("latent_channels", 2, "Latent channels c of the 4x4xc latent grid.")
+    flags.DEFINE_list("cfg_scales", ["0", "1", "2", "3"], "Classifier-free guidance scales to sample at.")
+    flags.DEFINE_float("seconds", 120.0, "Training budget of the latent diffusion model.")
+    flags.DEFINE_integer("num_samples", 360, "Samples per CFG scale, equally many per class.")
+    flags.DEFINE_string("out", "/tmp/latent_cond", "Output folder for the sample figure.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
 
 NUM_CLASSES = 10
 
@@ -144,4 +149,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

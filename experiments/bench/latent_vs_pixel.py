@@ -19,14 +19,18 @@ import time
 
 from absl import app, flags
 
-from experiments.bench.vae import build, train  # also defines --out and --seed
+from experiments.bench.vae import build, train
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("seconds", 30.0, "Training budget per method and seed (latent: autoencoder + diffusion).")
-flags.DEFINE_integer("seeds", 3, "Number of seeds (--seed, --seed + 1, ...); tables give mean ± std.")
-flags.DEFINE_integer("vae_steps", 750, "Autoencoder steps for the latent model (early-stopped VAE).")
-flags.DEFINE_integer("num_samples", 360, "Samples per method for the FD.")
-FLAGS.set_default("out", "/tmp/latent_vs_pixel")
+
+
+def define_flags() -> None:
+    flags.DEFINE_float("seconds", 30.0, "Training budget per method and seed (latent: autoencoder + diffusion).")
+    flags.DEFINE_integer("seeds", 3, "Number of seeds (--seed, --seed + 1, ...); tables give mean ± std.")
+    flags.DEFINE_integer("vae_steps", 750, "Autoencoder steps for the latent model (early-stopped VAE).")
+    flags.DEFINE_integer("num_samples", 360, "Samples per method for the FD.")
+    flags.DEFINE_string("out", "/tmp/latent_vs_pixel", "Output folder for the sample figure.")
+    flags.DEFINE_integer("seed", 0, "First random seed.")
 
 
 def train_diffusion(data, *, seconds: float, seed: int, batch: int = 128, module=None, labels=None,
@@ -44,10 +48,7 @@ def train_diffusion(data, *, seconds: float, seed: int, batch: int = 128, module
     from jaxdiff.train import OptimConfig, create_train_state, make_optimizer, make_train_step
 
     module = module or nn.MLP(width=256, depth=4)
-
-    def net(params, x, c_noise, *, key=None, **cond):
-        return module.apply({"params": params}, x, c_noise, train=key is not None, **cond)
-
+    net = nn.as_net(module)
     pre = precond.EDMPrecond(sigma_data=0.5)
     num_classes = module.num_classes if labels is not None else 0
     loss_fn = losses.denoising_loss(net, pre, losses.EDMNoise(sigma_data=0.5), label_dropout=label_dropout,
@@ -172,4 +173,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,6 +1,6 @@
 r"""NLL in bits/dim of a trained digits model on held-out test digits.
 
-    python -m experiments.main --config=experiments/configs/digits.py --workdir=/tmp/bench_digits
+    python -m experiments.run --config=experiments/configs/digits.py --workdir=/tmp/bench_digits
     python -m experiments.bench.likelihood --workdir=/tmp/bench_digits [--num=360] [--num_exact=48]
 
 Restores the EMA parameters of ``workdir`` and integrates the probability-flow ODE
@@ -28,33 +28,35 @@ from jaxdiff import precond
 from jaxdiff.data.digits import load_digits
 from jaxdiff.likelihood import bits_per_dim, dequantize, log_likelihood
 
-flags.DEFINE_string("workdir", "/tmp/bench_digits", "Workdir of a trained digits main job.")
-flags.DEFINE_integer("num", 360, "Test digits for the Hutchinson estimate (the test split has 360).")
-flags.DEFINE_integer("num_exact", 48, "Test digits for the exact-divergence comparison.")
-flags.DEFINE_integer("batch", 50, "Digits per vmapped solve.")
-flags.DEFINE_string("out", None, "Output directory (default: workdir).")
+
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", "/tmp/bench_digits", "Workdir of a trained digits run (experiments.run).")
+    flags.DEFINE_integer("num", 360, "Test digits for the Hutchinson estimate (the test split has 360).")
+    flags.DEFINE_integer("num_exact", 48, "Test digits for the exact-divergence comparison.")
+    flags.DEFINE_integer("batch", 50, "Digits per vmapped solve.")
+    flags.DEFINE_string("out", None, "Output directory (default: workdir).")
+
+
 FLAGS = flags.FLAGS
 
 BIN_WIDTH = 1.0 / 8.0
 
 
 def restore_denoiser(workdir: str):
-    """The EMA denoiser ``D(x, sigma)`` of the main job in ``workdir``."""
-    from experiments import build
-    from jaxdiff.train import Checkpointer, create_train_state, data_mesh, make_optimizer, replicate
+    """The EMA denoiser ``D(x, sigma)`` of the digits run in ``workdir``."""
+    from experiments import checks, networks, run
+    from experiments.tasks import diffusion
+    from jaxdiff.train import create_train_state, data_mesh, make_optimizer, replicate
 
     with open(os.path.join(workdir, "config.json")) as f:
         config = config_dict.ConfigDict(json.load(f))
-    data = build.build_data(config)
-    module, net = build.build_network(config, data.shape)
-    pre = build.build_precond(config)
-    params = build.init_params(module, data.shape, jax.random.key(0))
-    state = replicate(create_train_state(params, make_optimizer(build.build_optim(config)), jax.random.key(0)),
+    data = diffusion.build_data(config)
+    module, net = networks.network(config, data.shape)
+    params = networks.init_params(module, data.shape, jax.random.key(0))
+    state = replicate(create_train_state(params, make_optimizer(checks.optim_config(config)), jax.random.key(0)),
                       data_mesh())
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-    state = ckpt.restore(state)
-    ckpt.close()
-    return precond.denoiser(net, jax.device_get(state.ema_params), pre), int(state.step)
+    state = run.restore(state, workdir)
+    return precond.denoiser(net, jax.device_get(state.ema_params), diffusion.build_precond(config)), int(state.step)
 
 
 def bpd(denoiser, x, key, divergence, batch):
@@ -101,4 +103,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -36,15 +36,19 @@ from absl import app, flags
 
 from jaxdiff import sdeint as sde
 
-flags.DEFINE_integer("paths", 10_000, "Paths of the 1-D OU problem.")
-flags.DEFINE_integer("paths64", 1_000, "Paths of the 64-D problem.")
-flags.DEFINE_integer("steps", 1_000, "Steps on [0, 1].")
-flags.DEFINE_integer("repeats", 3, "Timing repeats (best is reported).")
-flags.DEFINE_list("dims", ["1", "64"], "Which problems to run (1 and/or 64).")
-flags.DEFINE_bool("diffrax_tree", True, "Time diffrax's VirtualBrownianTree (slow).")
-flags.DEFINE_bool("work_precision", False, "Add error-vs-time curves over --wp_steps and a plot.")
-flags.DEFINE_list("wp_steps", ["125", "250", "500", "1000"], "Step counts of the work-precision curves.")
-flags.DEFINE_string("plot_dir", "docs/img", "Where the work-precision figures go (sdeint_work_precision_<d>d.png).")
+
+def define_flags() -> None:
+    flags.DEFINE_integer("paths", 10_000, "Paths of the 1-D OU problem.")
+    flags.DEFINE_integer("paths64", 1_000, "Paths of the 64-D problem.")
+    flags.DEFINE_integer("steps", 1_000, "Steps on [0, 1].")
+    flags.DEFINE_integer("repeats", 3, "Timing repeats (best is reported).")
+    flags.DEFINE_list("dims", ["1", "64"], "Which problems to run (1 and/or 64).")
+    flags.DEFINE_bool("diffrax_tree", True, "Time diffrax's VirtualBrownianTree (slow).")
+    flags.DEFINE_bool("work_precision", False, "Add error-vs-time curves over --wp_steps and a plot.")
+    flags.DEFINE_list("wp_steps", ["125", "250", "500", "1000"], "Step counts of the work-precision curves.")
+    flags.DEFINE_string("plot_dir", "docs/img", "Where the work-precision figures go (sdeint_work_precision_<d>d.png).")
+
+
 FLAGS = flags.FLAGS
 
 THETA, SIGMA, FINE = 1.0, 0.5, 4
@@ -343,4 +347,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

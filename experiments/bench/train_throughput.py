@@ -17,9 +17,12 @@ from absl import app, flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "experiments/configs/digits.py", "Config file.", lock_config=True)
-flags.DEFINE_integer("steps", 50, "Timed steps (after one warm-up step).")
-flags.DEFINE_integer("repeats", 3, "Timing repeats; the best is reported.")
+
+
+def define_flags() -> None:
+    config_flags.DEFINE_config_file("config", "experiments/configs/digits.py", "Config file.", lock_config=True)
+    flags.DEFINE_integer("steps", 50, "Timed steps (after one warm-up step).")
+    flags.DEFINE_integer("repeats", 3, "Timing repeats; the best is reported.")
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -51,27 +54,26 @@ def measure(config, steps: int, repeats: int) -> dict:
     import jax
     import numpy as np
 
-    from experiments import build
+    from experiments import checks, tasks
     from jaxdiff.data import pipeline
     from jaxdiff.train import (
         create_train_state, data_mesh, make_optimizer, make_train_step, parallel_train_step, replicate, shard_batch,
     )
 
-    build.validate(config)
-    data = build.build_data(config)
-    module, net = build.build_network(config, data.shape)
-    pre = build.build_precond(config)
-    optimizer = make_optimizer(build.build_optim(config))
+    task = tasks.get(config.task)
+    task.validate(config)
+    experiment = task.build(config)
+    optimizer = make_optimizer(checks.optim_config(config))
     mesh = data_mesh()
     tc = config.train
-    params = build.init_params(module, data.shape, jax.random.key(0))
+    params = experiment.init(jax.random.key(0))
     state = replicate(create_train_state(params, optimizer, jax.random.key(1)), mesh)
     step = parallel_train_step(
-        make_train_step(build.build_loss(config, net, pre), optimizer, batch_size=tc.batch_size,
-                        ema_halflife_nimg=tc.ema_halflife_nimg),
+        make_train_step(experiment.loss, optimizer, batch_size=tc.batch_size, ema_halflife_nimg=tc.ema_halflife_nimg),
         mesh, donate=False,
     )
-    local = pipeline.batch_fn(data.train, pipeline.EpochSampler(len(data.train), tc.batch_size, seed=0))
+    source = experiment.source
+    local = pipeline.batch_fn(source, pipeline.EpochSampler(len(source), tc.batch_size, seed=0))
     batches = [shard_batch(local(i), mesh) for i in range(steps)]
     flops = step_flops(step, state, batches[0])
     t0 = time.perf_counter()
@@ -112,4 +114,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -19,11 +19,14 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("steps", 1500, "Training steps per model (batch 128).")
-flags.DEFINE_bool("conv", False, "Also train the conv VAE (about 10x slower per step on CPU).")
-flags.DEFINE_integer("grad_draws", 256, "Gradient draws per variance measurement.")
-flags.DEFINE_string("out", "/tmp/vae_bench", "Output folder for the PNG figures.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def define_flags() -> None:
+    flags.DEFINE_integer("steps", 1500, "Training steps per model (batch 128).")
+    flags.DEFINE_bool("conv", False, "Also train the conv VAE (about 10x slower per step on CPU).")
+    flags.DEFINE_integer("grad_draws", 256, "Gradient draws per variance measurement.")
+    flags.DEFINE_string("out", "/tmp/vae_bench", "Output folder for the PNG figures.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def build(arch: str, latent_dim: int, likelihood):
@@ -207,4 +210,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,15 +1,16 @@
 """DDBM bridge on scikit-learn's 8x8 digits: 2x2-pooled digit (x_T) -> clean digit (x_0).
 
-    python -m experiments.bridge_main --config=experiments/configs/digits_bridge.py --workdir=/tmp/digits_bridge
+    python -m experiments.run --config=experiments/configs/digits_bridge.py --workdir=workdir/digits_bridge
 """
 
 import ml_collections
 
-from experiments.configs.base import base_config
+from experiments.configs.base import base_config, image_model
 
 
 def get_config():
-    c = base_config()
+    c = base_config("bridge")
+    c.model = image_model()
     c.model.arch = "unet"
     c.model.unet.update(dict(channels=32, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
                              dropout=0.0, num_groups=8))

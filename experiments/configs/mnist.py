@@ -1,10 +1,13 @@
-"""Class-conditional EDM on TFDS MNIST (needs the data set prepared once; use an accelerator)."""
+"""Class-conditional EDM on TFDS MNIST (needs the data set prepared once; use an accelerator).
 
-from experiments.configs.base import base_config
+    python -m experiments.run --config=experiments/configs/mnist.py --workdir=workdir/mnist
+"""
+
+from experiments.configs.base import diffusion_config
 
 
 def get_config():
-    c = base_config()
+    c = diffusion_config()
     c.data.source, c.data.name = "tfds", "mnist"
     c.model.arch, c.model.num_classes = "unet", 10
     c.model.unet.update(dict(channels=64, channel_mult=(1, 2, 2), num_res_blocks=2, attn_resolutions=(7,),

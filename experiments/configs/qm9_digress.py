@@ -1,6 +1,6 @@
 """Unconditional DiGress on QM9 heavy-atom graphs (marginal transitions, DiGress graph transformer).
 
-    python -m experiments.graph_main --config=experiments/configs/qm9_digress.py --workdir=/tmp/qm9_digress
+    python -m experiments.run --config=experiments/configs/qm9_digress.py --workdir=workdir/qm9_digress
 """
 
 from experiments.configs.qm9_graph_dit import get_config as graph_dit_config

@@ -1,6 +1,6 @@
 """Graph-DiT on QM9 heavy-atom graphs with two RDKit-computable conditions.
 
-    python -m experiments.graph_main --config=experiments/configs/qm9_graph_dit.py --workdir=/tmp/qm9_graph_dit
+    python -m experiments.run --config=experiments/configs/qm9_graph_dit.py --workdir=workdir/qm9_graph_dit
 
 Conditions: Crippen logP (numeric, standardised with the training mean/std) and the
 ring count clipped to {0, 1, 2, 3+} (categorical). Both are recomputed on the generated
@@ -9,10 +9,11 @@ molecules by RDKit, so condition adherence is measured without a learned oracle.
 
 import ml_collections
 
+from experiments.configs.base import base_config
+
 
 def get_config():
-    c = ml_collections.ConfigDict()
-    c.seed = 0
+    c = base_config("graph")
     c.data = ml_collections.ConfigDict(dict(
         name="qm9", max_nodes=9, test_fraction=0.1, num_train=0,  # 0: the whole training split
         numeric=("logp",), categorical=("num_rings",), num_ring_classes=4,
@@ -27,12 +28,10 @@ def get_config():
         hidden=192, depth=4, num_heads=6, mlp_ratio=4.0,
         conditioning="adaln",  # "adaln" | "additive" (ablation)
         numeric_encoder="cluster",  # "cluster" (Linear-Softmax-Linear) | "linear" (ablation)
+        matmul_precision="default",  # "default" | "high" | "highest": docs/design/precision.md
     ))
-    c.optim = ml_collections.ConfigDict(dict(
-        learning_rate=1e-3, warmup_steps=200, grad_clip=1.0, b1=0.9, b2=0.999, weight_decay=0.0))
-    c.train = ml_collections.ConfigDict(dict(
-        batch_size=256, num_steps=3000, ema_halflife_nimg=100_000.0, ema_rampup_ratio=0.05,
-        log_every=50, checkpoint_every=500, max_to_keep=3, nonfinite="skip"))
+    c.optim.warmup_steps = 200
+    c.train.update(dict(batch_size=256, num_steps=3000, ema_halflife_nimg=100_000.0))
     c.eval = ml_collections.ConfigDict(dict(
         num_samples=1000, guidance_scales=(1.0, 2.0, 3.0), unconditional=True,
         shuffle_scale=2.0,  # the shuffled-target control reuses the samples at this guidance scale (0: none)

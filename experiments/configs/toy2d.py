@@ -1,10 +1,13 @@
-"""EDM with an MLP on a 2-D swiss roll (or ``--config.data.name=gaussian_mixture``)."""
+"""EDM with an MLP on a 2-D swiss roll (or ``--config.data.name=gaussian_mixture``).
 
-from experiments.configs.base import base_config
+    python -m experiments.run --config=experiments/configs/toy2d.py --workdir=workdir/toy2d
+"""
+
+from experiments.configs.base import diffusion_config
 
 
 def get_config():
-    c = base_config()
+    c = diffusion_config()
     c.data.source, c.data.name, c.data.num_examples = "toy", "swiss_roll", 10_000
     c.model.arch = "mlp"
     c.diffusion.sigma_data = 1.0

@@ -1,11 +1,12 @@
-"""The digits bridge experiment's degradations and sampler table (no training)."""
+"""The digits bridge task: degradations, sampler budgets and table, and a tiny run that restores."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from experiments.bridge_main import degrade, make_sampler, markdown
+from experiments import run
+from experiments.tasks.bridge import degrade, make_sampler, markdown
 from jaxdiff.bridges import VPBridge
 
 
@@ -34,16 +35,17 @@ def test_sampler_budgets():
 
 def test_train_then_eval_restores(tmp_path):
     """Two training steps of a tiny bridge, then ``eval`` restores the checkpoint and reproduces the table."""
-    from experiments.bridge_main import run
     from experiments.configs import digits_bridge
 
     c = digits_bridge.get_config()
     c.model.unet.update(dict(channels=8, num_groups=4, attn_resolutions=()))
     c.train.update(dict(batch_size=16, num_steps=2, log_every=1, checkpoint_every=2))
     c.eval.update(dict(num_examples=16, nfes=(5,), samplers=("dbim",), png_nfe=5))
-    trained = run(c, str(tmp_path), "train", progress=False)
-    restored = run(c, str(tmp_path), "eval", progress=False)
-    assert (tmp_path / "translations.png").exists() and (tmp_path / "metrics.json").exists()
-    a, b = (next(r for r in rows if r["sampler"] == "dbim") for rows in (trained, restored))
+    trained = run.run(c, str(tmp_path), "train", progress=False)
+    restored = run.run(c, str(tmp_path), "eval", progress=False)
+    for name in ("translations.png", "metrics.json", "metrics.md"):
+        assert (tmp_path / name).exists(), name
+    assert trained["step"] == restored["step"] == 2
+    a, b = (next(r for r in m["rows"] if r["sampler"] == "dbim") for m in (trained, restored))
     assert a["nfe"] == b["nfe"] == 5
     assert b["mse"] == pytest.approx(a["mse"], rel=1e-5)

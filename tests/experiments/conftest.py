@@ -22,8 +22,8 @@ TINY_TOY = [
 
 
 def cli(workdir, *args, wait=True):
-    """Start ``python -m experiments.main`` with ``args``; return the finished process (or the Popen)."""
-    cmd = [sys.executable, "-m", "experiments.main", f"--workdir={workdir}", *args]
+    """Start ``python -m experiments.run`` with ``args``; return the finished process (or the Popen)."""
+    cmd = [sys.executable, "-m", "experiments.run", f"--workdir={workdir}", *args]
     # One host device: a subprocess with two virtual CPU devices, next to the pytest workers on two cores,
     # can starve XLA's in-process all-reduce rendezvous (it aborts after 40 s). Two-device training is
     # tested in-process (tests/train/test_parallel.py).

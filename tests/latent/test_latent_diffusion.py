@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff import losses, precond, samplers
+from jaxdiff import losses, nn, precond, samplers
 from jaxdiff.latent import CrossAttentionDiT, sample_cfg
 from jaxdiff.nn.cross_attention import LabelContext
 
@@ -21,10 +21,7 @@ _leaves, _tree = jax.tree.flatten(INIT)
 PARAMS = jax.tree.unflatten(_tree, [a + 0.3 * jax.random.normal(jax.random.fold_in(KEY, i), a.shape)
                                     for i, a in enumerate(_leaves)])
 PRE = precond.EDMPrecond(sigma_data=0.5)
-
-
-def net(params, x, c_noise, *, key=None, **cond):
-    return MODEL.apply({"params": params}, x, c_noise, train=key is not None, **cond)
+net = nn.as_net(MODEL)
 
 
 @jax.jit

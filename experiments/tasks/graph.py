@@ -1,31 +1,50 @@
-r"""Train and evaluate discrete graph diffusion (DiGress / Graph-DiT) on QM9 molecules.
+"""Discrete graph diffusion (DiGress / Graph-DiT) on QM9 molecules (qm9_graph_dit, qm9_digress configs).
 
-    python -m experiments.graph_main --config=experiments/configs/qm9_graph_dit.py \
-        --workdir=/tmp/qm9_graph_dit [--mode=train|eval]
-
-``train`` fits the cross-entropy denoising loss with ``jaxdiff.train.fit`` (resuming from
-``workdir``), then evaluates the EMA parameters; ``eval`` restores the latest checkpoint.
-Evaluation draws ``eval.num_samples`` molecules per setting — unconditional (null condition),
-conditioned on held-out molecules' properties at each guidance scale, and a shuffled-target
-control — and scores them with RDKit: validity with and without valence correction,
-uniqueness, novelty, diversity, fragment/scaffold similarity, and condition adherence by
-exact oracles (logP MAE, ring-class accuracy). Outputs: ``metrics.json``, ``metrics.md``,
-``molecules.png``.
+The network (``config.model``) is trained with the cross-entropy denoising loss of the discrete
+noise model (``config.diffusion``), conditions dropped with ``condition_dropout``. Evaluation draws
+``eval.num_samples`` molecules per setting — unconditional (null condition), conditioned on
+held-out molecules' properties at each guidance scale, and a shuffled-target control — and scores
+them with RDKit: validity with and without valence correction, uniqueness, novelty, diversity,
+fragment/scaffold similarity, and condition adherence by exact oracles (logP MAE, ring-class
+accuracy). Outputs: ``molecules.png``, ``metrics.md`` and the metrics (one entry per setting).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import numpy as np
-from absl import app, flags
 
-FLAGS = flags.FLAGS
+from experiments import networks
+from experiments.checks import choose, fail, positive
+from experiments.tasks import Experiment
 
+MODES = ("train", "eval")
 NUMERIC = ("logp", "qed", "tpsa", "mol_wt")
 CATEGORICAL = ("num_rings",)
+TRANSITIONS = ("uniform", "marginal", "joint")
+ARCHS = ("graph_dit", "digress")
+
+
+def validate(config) -> None:
+    choose("data.name", config.data.name, ("qm9",))
+    for name in config.data.numeric:
+        choose("data.numeric", name, NUMERIC)
+    for name in config.data.categorical:
+        choose("data.categorical", name, CATEGORICAL)
+    positive(config, "data", "max_nodes", "num_ring_classes")
+    choose("diffusion.transition", config.diffusion.transition, TRANSITIONS)
+    choose("model.matmul_precision", config.model.matmul_precision, networks.MATMUL_PRECISIONS)
+    positive(config, "diffusion", "num_steps", "sample_steps")
+    if config.diffusion.sample_steps > config.diffusion.num_steps:
+        fail("diffusion.sample_steps", f"{config.diffusion.sample_steps} exceeds diffusion.num_steps="
+                                       f"{config.diffusion.num_steps}")
+    if not 0.0 <= config.diffusion.condition_dropout < 1.0:
+        fail("diffusion.condition_dropout", f"must be in [0, 1), got {config.diffusion.condition_dropout}")
+    choose("model.arch", config.model.arch, ARCHS)
+    choose("model.conditioning", config.model.conditioning, ("adaln", "additive"))
+    choose("model.numeric_encoder", config.model.numeric_encoder, ("cluster", "linear"))
+    positive(config, "eval", "num_samples", "batch_size", "reference_size")
 
 
 def ring_class(num_rings: np.ndarray, num_classes: int) -> np.ndarray:
@@ -35,12 +54,6 @@ def ring_class(num_rings: np.ndarray, num_classes: int) -> np.ndarray:
 
 def conditions(cfg, data: dict, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Property arrays -> (numeric (N, k) standardised float32, categorical (N, c) int32, stats)."""
-    for name in cfg.numeric:
-        if name not in NUMERIC:
-            raise ValueError(f"config.data.numeric: unknown property {name!r}; choose from {NUMERIC}")
-    for name in cfg.categorical:
-        if name not in CATEGORICAL:
-            raise ValueError(f"config.data.categorical: unknown property {name!r}; choose from {CATEGORICAL}")
     n = len(data["atoms"])
     raw = np.stack([np.asarray(data[k], np.float64) for k in cfg.numeric], 1) if cfg.numeric else np.zeros((n, 0))
     if stats is None:
@@ -54,10 +67,8 @@ def conditions(cfg, data: dict, stats: dict | None = None) -> tuple[np.ndarray, 
 
 def load_data(cfg):
     """QM9 split into (train, test) dicts of arrays, plus condition statistics from train."""
-    from jaxdiff.data.qm9 import load_qm9, split_qm9, subset
+    from jaxdiff.graphs.qm9 import load_qm9, split_qm9, subset
 
-    if cfg.name != "qm9":
-        raise ValueError(f"config.data.name: only 'qm9' is supported, got {cfg.name!r}")
     train, test = split_qm9(load_qm9(cfg.max_nodes), seed=0, test_fraction=cfg.test_fraction)
     if cfg.num_train:
         pick = np.random.default_rng(0).permutation(len(train["atoms"]))[:cfg.num_train]
@@ -73,9 +84,7 @@ def build_transition(cfg, train: dict, num_node_classes: int, num_edge_classes: 
     if cfg.transition == "marginal":
         m_x, m_e = discrete.dataset_marginals(train["atoms"], train["bonds"], num_node_classes, num_edge_classes)
         return discrete.marginal_transition(m_x, m_e)
-    if cfg.transition == "joint":
-        return discrete.joint_transition(train["atoms"], train["bonds"], num_node_classes, num_edge_classes)
-    raise ValueError(f"config.diffusion.transition: must be 'uniform', 'marginal' or 'joint', got {cfg.transition!r}")
+    return discrete.joint_transition(train["atoms"], train["bonds"], num_node_classes, num_edge_classes)
 
 
 def build_network(config, num_numeric: int, categorical_sizes: tuple[int, ...], a: int, b: int):
@@ -88,11 +97,9 @@ def build_network(config, num_numeric: int, categorical_sizes: tuple[int, ...], 
                         num_node_classes=a, num_edge_classes=b, max_nodes=n, num_numeric=num_numeric,
                         categorical_sizes=categorical_sizes, conditioning=m.conditioning,
                         numeric_encoder=m.numeric_encoder)
-    if m.arch == "digress":
-        return DiGressTransformer(hidden_nodes=m.hidden, hidden_edges=m.hidden // 4, hidden_global=m.hidden // 2,
-                                  depth=m.depth, num_heads=m.num_heads, num_node_classes=a, num_edge_classes=b,
-                                  num_numeric=num_numeric, categorical_sizes=categorical_sizes)
-    raise ValueError(f"config.model.arch: must be 'graph_dit' or 'digress', got {m.arch!r}")
+    return DiGressTransformer(hidden_nodes=m.hidden, hidden_edges=m.hidden // 4, hidden_global=m.hidden // 2,
+                              depth=m.depth, num_heads=m.num_heads, num_node_classes=a, num_edge_classes=b,
+                              num_numeric=num_numeric, categorical_sizes=categorical_sizes)
 
 
 def make_loss(module, transition, config, a: int, b: int):
@@ -105,8 +112,10 @@ def make_loss(module, transition, config, a: int, b: int):
 
     d = config.diffusion
 
-    def denoise(params, graph_t, t, numeric=None, categorical=None):
+    def apply(params, graph_t, t, numeric=None, categorical=None):
         return module.apply(params, graph_t, t, numeric, categorical)
+
+    denoise = networks.with_matmul_precision(apply, config.model.matmul_precision)
 
     def loss(params, batch, key):
         k_drop, k_loss = jax.random.split(key)
@@ -120,16 +129,14 @@ def make_loss(module, transition, config, a: int, b: int):
     return denoise, loss
 
 
-def draw_molecules(path: str, smiles: list, legends: list[str], cols: int = 6) -> str:
-    """A PNG grid of molecules (RDKit drawing); invalid entries are left blank with their legend."""
+def draw_molecules(smiles: list, legends: list[str], cols: int = 6):
+    """A grid image of molecules (RDKit drawing, a PIL image); invalid entries are left blank with their legend."""
     from rdkit import Chem
     from rdkit.Chem import Draw
 
     mols = [Chem.MolFromSmiles(s) if s else None for s in smiles]
     mols = [m if m is not None else Chem.Mol() for m in mols]
-    img = Draw.MolsToGridImage(mols, molsPerRow=cols, subImgSize=(220, 180), legends=legends)
-    img.save(path)
-    return path
+    return Draw.MolsToGridImage(mols, molsPerRow=cols, subImgSize=(220, 180), legends=legends)
 
 
 def adherence(smiles: list, numeric_target: np.ndarray, ring_target: np.ndarray, cfg) -> dict:
@@ -179,14 +186,14 @@ def make_sampler(denoise, transition, num_steps: int, sample_steps: int):
 
 
 def evaluate_model(config, denoise, params, transition, train: dict, test: dict, stats: dict, key,
-                   workdir: str) -> dict:
+                   outputs) -> dict:
     """Metrics of every evaluation setting (see the module docstring); also draws ``molecules.png``."""
     import jax
     import jax.numpy as jnp
 
-    from jaxdiff.data.qm9 import subset
     from jaxdiff.graphs import discrete
     from jaxdiff.graphs import metrics as gm
+    from jaxdiff.graphs.qm9 import subset
 
     e, n = config.eval, config.data.max_nodes
     num = min(e.num_samples, len(test["atoms"]))
@@ -242,7 +249,7 @@ def evaluate_model(config, denoise, params, transition, train: dict, test: dict,
     got = gm.properties(smiles[:e.grid])
     legends = [f"logP {p:.1f} (got {q:.1f}), rings {r} (got {k:.0f})" if conditional else "" for p, q, r, k in
                zip(raw_logp, got["logp"], rings, got["num_rings"])]
-    draw_molecules(os.path.join(workdir, "molecules.png"), smiles[:e.grid], legends)
+    outputs.save("molecules.png", draw_molecules(smiles[:e.grid], legends).save)
     return {"settings": results, "num_samples": num, "molecules_png": name}
 
 
@@ -256,18 +263,14 @@ def markdown_table(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> dict:
-    """Train (or restore) and evaluate; returns the metrics written to ``workdir/metrics.json``."""
+def build(config) -> Experiment:
     import jax
     import jax.numpy as jnp
 
-    from experiments import build
     from jaxdiff.data.pipeline import ArraySource
     from jaxdiff.graphs.graph import Graph
     from jaxdiff.graphs.molecules import ATOMS, BONDS
-    from jaxdiff.train import check_batch_size, create_train_state, data_mesh, make_optimizer, replicate
 
-    build.check_train(config)
     a, b, n = len(ATOMS), len(BONDS), config.data.max_nodes
     train, test = load_data(config.data)
     numeric, categorical, stats = conditions(config.data, train)
@@ -277,42 +280,18 @@ def run(config, workdir: str, mode: str = "train", *, progress: bool = True) -> 
     sizes = (config.data.num_ring_classes,) * categorical.shape[1]
     transition = build_transition(config.diffusion, train, a, b)
     module = build_network(config, numeric.shape[1], sizes, a, b)
-    denoise, loss_fn = make_loss(module, transition, config, a, b)
-    optimizer = make_optimizer(build.build_optim(config))
-    mesh = data_mesh()
-    check_batch_size(config.train.batch_size, mesh)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    denoise, loss = make_loss(module, transition, config, a, b)
 
-    k_init, k_train, k_eval = jax.random.split(jax.random.key(config.seed), 3)
-    dummy = Graph(jnp.zeros((1, n, a)), jnp.zeros((1, n, n, b)), jnp.ones((1, n), bool))
-    params = module.init(k_init, dummy, jnp.zeros((1,)), jnp.zeros((1, numeric.shape[1])),
-                         jnp.zeros((1, categorical.shape[1]), jnp.int32))
-    state = replicate(create_train_state(params, optimizer, k_train), mesh)
+    def init(key):
+        dummy = Graph(jnp.zeros((1, n, a)), jnp.zeros((1, n, n, b)), jnp.ones((1, n), bool))
+        return module.init(key, dummy, jnp.zeros((1,)), jnp.zeros((1, numeric.shape[1])),
+                           jnp.zeros((1, categorical.shape[1]), jnp.int32))
+
+    def evaluate(params, key, outputs) -> dict:
+        metrics = evaluate_model(config, denoise, params, transition, train, test, stats, key, outputs)
+        metrics["num_params"] = int(sum(x.size for x in jax.tree.leaves(params)))
+        outputs.text("metrics.md", markdown_table(metrics))
+        return metrics
+
     source = ArraySource(atoms=train["atoms"], bonds=train["bonds"], numeric=numeric, categorical=categorical)
-    t0 = time.perf_counter()
-    state = build.train_or_restore(config, state, loss_fn, optimizer, source, mesh, workdir, mode, progress=progress)
-    train_seconds = time.perf_counter() - t0
-    metrics = evaluate_model(config, denoise, state.ema_params, transition, train, test, stats, k_eval, workdir)
-    metrics.update(step=int(state.step), train_seconds=round(train_seconds, 1),
-                   num_params=int(sum(x.size for x in jax.tree.leaves(params))))
-    with open(os.path.join(workdir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
-    with open(os.path.join(workdir, "metrics.md"), "w") as f:
-        f.write(markdown_table(metrics))
-    return metrics
-
-
-def main(argv):
-    from experiments.build import start_cli
-
-    start_cli(argv)
-    print(json.dumps(run(FLAGS.config, FLAGS.workdir, FLAGS.mode, progress=FLAGS.progress), indent=2))
-
-
-if __name__ == "__main__":
-    from experiments.build import define_cli_flags
-
-    define_cli_flags("Path to experiments/configs/qm9_*.py.")
-    app.run(main)
+    return Experiment(source=source, init=init, loss=loss, evaluate=evaluate)

@@ -1,4 +1,4 @@
-"""The QM9 graph-diffusion job end to end on a tiny model, and its config errors."""
+"""The QM9 graph-diffusion task end to end on a tiny model, and its config errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from experiments import graph_main
+from experiments import run
+from experiments.checks import ConfigError
 from experiments.configs import qm9_digress, qm9_graph_dit
 
 
@@ -24,7 +25,7 @@ def tiny(config):
 
 def test_graph_dit_trains_samples_evaluates_and_restores(tmp_path):
     workdir = str(tmp_path)
-    metrics = graph_main.run(tiny(qm9_graph_dit.get_config()), workdir, progress=False)
+    metrics = run.run(tiny(qm9_graph_dit.get_config()), workdir, progress=False)
     settings = metrics["settings"]
     assert set(settings) == {"unconditional", "guidance 1", "guidance 2", "shuffled targets",
                              "held-out real molecules"}
@@ -33,30 +34,31 @@ def test_graph_dit_trains_samples_evaluates_and_restores(tmp_path):
         r = settings[name]
         assert 0 <= r["valid"] <= r["valid_corrected"] <= 1
         assert 0 <= r["uniqueness"] <= 1 and np.isfinite(r["logp_mae"]) and 0 <= r["ring_accuracy"] <= 1
-    assert metrics["step"] == 20
-    for name in ("metrics.json", "metrics.md", "molecules.png", "metrics.jsonl"):
+    assert metrics["step"] == 20 and metrics["num_params"] > 0
+    for name in ("metrics.json", "metrics.md", "molecules.png", "metrics.jsonl", "config.json"):
         assert os.path.exists(os.path.join(workdir, name)), name
     with open(os.path.join(workdir, "metrics.json")) as f:
         assert json.load(f)["settings"]["guidance 2"] == settings["guidance 2"]
     # eval restores the checkpoint and draws the same molecules (same keys, same parameters).
-    again = graph_main.run(tiny(qm9_graph_dit.get_config()), workdir, mode="eval", progress=False)
+    again = run.run(tiny(qm9_graph_dit.get_config()), workdir, mode="eval", progress=False)
     assert again["settings"]["guidance 2"]["valid"] == settings["guidance 2"]["valid"]
 
 
 def test_digress_unconditional(tmp_path):
-    metrics = graph_main.run(tiny(qm9_digress.get_config()), str(tmp_path), progress=False)
+    metrics = run.run(tiny(qm9_digress.get_config()), str(tmp_path), progress=False)
     assert set(metrics["settings"]) == {"unconditional", "held-out real molecules"}
     assert 0 <= metrics["settings"]["unconditional"]["valid"] <= 1
 
 
 @pytest.mark.parametrize("section, field, value, match", [
-    ("diffusion", "transition", "absorbing", "config.diffusion.transition"),
-    ("model", "arch", "gcn", "config.model.arch"),
-    ("data", "numeric", ("homo",), "config.data.numeric"),
-    ("data", "name", "zinc", "config.data.name"),
+    ("diffusion", "transition", "absorbing", "config.diffusion.transition: unknown 'absorbing'; choose one of "),
+    ("diffusion", "sample_steps", 50, "config.diffusion.sample_steps: 50 exceeds diffusion.num_steps=20"),
+    ("model", "arch", "gcn", "config.model.arch: unknown 'gcn'; choose one of graph_dit, digress"),
+    ("data", "numeric", ("homo",), "config.data.numeric: unknown 'homo'; choose one of logp, qed"),
+    ("data", "name", "zinc", "config.data.name: unknown 'zinc'; choose one of qm9"),
 ])
-def test_bad_config_names_the_field(tmp_path, section, field, value, match):
+def test_bad_config_fails_at_start_up_naming_the_field(tmp_path, section, field, value, match):
     config = tiny(qm9_digress.get_config())
     config[section][field] = value
-    with pytest.raises(ValueError, match=match):
-        graph_main.run(config, str(tmp_path), progress=False)
+    with pytest.raises(ConfigError, match=match):
+        run.check(config, str(tmp_path), "train")

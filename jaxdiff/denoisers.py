@@ -2,7 +2,9 @@
 
 ``sigma`` is a scalar or a (B,) array. The ideal denoiser of a finite dataset is the
 exact E[y | x] when the data are the empirical distribution of ``data``; the Gaussian
-one is exact for Gaussian data. Both serve as ground truth for sampler tests and benches.
+one is exact for Gaussian data. Both serve as ground truth for sampler tests and benches, so
+their products ask for float32 on every device (``Precision.HIGHEST``; see the
+[precision policy][precision-policy]).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["ideal_denoiser", "gaussian_denoiser"]
+
+_FLOAT32 = jax.lax.Precision.HIGHEST  # GPUs would round float32 products to TF32, TPUs to bfloat16
 
 
 def _per_example(sigma, batch: int, dtype):
@@ -46,8 +50,8 @@ def ideal_denoiser(data, *, chunk_size: int | None = None):
 
         def posterior_mean(args):
             xf, s = args
-            logits = (xf @ yx.T - half_sq) / s[..., None] ** 2
-            return jax.nn.softmax(logits, axis=-1) @ yx
+            logits = (jnp.matmul(xf, yx.T, precision=_FLOAT32) - half_sq) / s[..., None] ** 2
+            return jnp.matmul(jax.nn.softmax(logits, axis=-1), yx, precision=_FLOAT32)
 
         args = (x.reshape(b, -1), _per_example(sigma, b, x.dtype))
         if chunk_size is None or b <= chunk_size:
@@ -93,7 +97,8 @@ def gaussian_denoiser(mean, *, cov=None, var=None):
             out = v / (v + s2) * r
         else:
             ux, lx = u.astype(x.dtype), lam.astype(x.dtype)
-            out = ((r @ ux) * (lx / (lx + s2))) @ ux.T
+            shrunk = jnp.matmul(r, ux, precision=_FLOAT32) * (lx / (lx + s2))
+            out = jnp.matmul(shrunk, ux.T, precision=_FLOAT32)
         return mean.astype(x.dtype) + out.reshape(x.shape)
 
     return denoise

@@ -1,28 +1,12 @@
 """Log-likelihood through the probability-flow ODE, in nats and bits per dimension.
 
-In the EDM convention the flow is ``dx/du = x - D(x; σ)`` with ``u = ln σ``. The
-instantaneous change of variables gives
-
-    log p_σmin(x) = log p_σmax(x(σmax)) + ∫_{ln σmin}^{ln σmax} div_x (x - D(x; σ)) du,
-
-integrated from the data at σmin up to σmax with the adaptive Dormand–Prince solver
-(``jaxdiff.samplers.solve_ode``). The prior at σmax is N(0, σmax² I), which ignores the
-data's own mean and spread: an error of order |y|·|x_T|/σmax² nats per dimension (about
-1e-3 for data in [-1, 1] at σmax = 80; raise σmax, which costs few steps in ln σ, to
-shrink it). The divergence is
-exact (d Jacobian-vector products, for small d) or Hutchinson's estimate ``εᵀ J ε``
-with a probe ε fixed along the path (Rademacher or Gaussian).
-
-Discrete data and bits/dim. Images with integer levels k (0 ≤ k < K) scaled to model
-units y = k·w + y0 have bins of width w in y. Uniform dequantization ``y + w·u``,
-u ~ U[0, 1)^d, gives the variational bound
-``-log P(k) ≤ E_u[-log p(y + w u)] - d·log w``, so
-
-    bits/dim = (NLL_nats / d - log w) / ln 2.
-
-The ``-log w`` term is the data-scaling offset: for 8-bit images scaled to [-1, 1]
-(w = 2/255 or 2/256) it adds log2(127.5) ≈ 6.99 or exactly 7 bits/dim; without it a
-continuous density on a small interval can report negative bits/dim.
+``log_likelihood`` integrates the flow ``dx/du = x - D(x; σ)``, ``u = ln σ``, and its divergence
+(exact, or Hutchinson's estimate) from the data ``x`` (B, ...) at σmin to the prior N(0, σmax² I) at
+σmax. ``dequantize`` and ``bits_per_dim`` turn this into a bound for discrete data, including the
+``-log w`` offset of bins of width ``w``. Derivation and approximations:
+[docs/design/likelihood.md][likelihood-design]. The divergence is float32 on every device: the exact
+one reads the Jacobian's diagonal, Hutchinson's product asks for ``Precision.HIGHEST`` (the
+[precision policy][precision-policy]); the denoiser's products are its own.
 """
 
 from __future__ import annotations
@@ -34,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff._checks import _concrete, check_finite
+from jaxdiff._arrays import after, concrete
+from jaxdiff._checks import check_finite
 from jaxdiff.samplers.adaptive import solve_ode
 
 Array = Any
@@ -47,19 +32,20 @@ def _flat_rhs(denoiser, shape, cond):
 
     def f(u, x):
         x_img = x.reshape((1, *shape))
-        sigma = jnp.exp(u)
-        return (x_img - denoiser(x_img, jnp.reshape(sigma, (1,)), **cond)).reshape(-1)
+        sigma = after(x_img, jnp.reshape(jnp.exp(u), (1,)))  # one denoiser call at a time (jaxdiff._arrays.after)
+        return (x_img - denoiser(x_img, sigma, **cond)).reshape(-1)
 
     return f
 
 
 def _divergence(f, u, x, probe, exact: bool):
+    """``(f(u, x), div_x f)``: the trace of the Jacobian from d JVPs (exact) or ``probeᵀ J probe``."""
     if exact:
         basis = jnp.eye(x.shape[0], dtype=x.dtype)
-        diag = jax.vmap(lambda e: jnp.vdot(e, jax.jvp(lambda z: f(u, z), (x,), (e,))[1]))(basis)
-        return f(u, x), jnp.sum(diag)
+        jacobian_t = jax.vmap(lambda e: jax.jvp(lambda z: f(u, z), (x,), (e,))[1])(basis)  # row i: J e_i
+        return f(u, x), jnp.trace(jacobian_t)
     fx, jvp = jax.jvp(lambda z: f(u, z), (x,), (probe,))
-    return fx, jnp.vdot(probe, jvp)
+    return fx, jnp.vdot(probe, jvp, precision=jax.lax.Precision.HIGHEST)
 
 
 def log_likelihood(
@@ -146,7 +132,7 @@ def bits_per_dim(logp_nats: Array, dim: int, bin_width: float | None = None) -> 
         raise ValueError(f"dim must be > 0, got {dim}")
     if bin_width is not None and not 0 < bin_width < math.inf:
         raise ValueError(f"bin_width must be finite and > 0, got {bin_width}")
-    v = _concrete(logp_nats)
+    v = concrete(logp_nats)
     if v is not None and np.isnan(v).any():
         raise ValueError("logp_nats must not contain NaN")
     offset = 0.0 if bin_width is None else -float(np.log(bin_width))

@@ -40,14 +40,20 @@ def _modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+def _attention(query: jax.Array, key: jax.Array, value: jax.Array, mask: jax.Array | None = None, **_) -> jax.Array:
+    """The attention of ``MultiHeadDotProductAttention`` (its dropout unused): q (B,T,N,H), k and v (B,S,N,H),
+    mask broadcasting to (B,N,T,S) -> (B,T,N,H); float32 logits and softmax, products in the inputs' dtype."""
+    return jax.nn.dot_product_attention(query, key, value, mask=mask)
+
+
 class DiTBlock(nn.Module):
     """Pre-norm transformer block with adaLN-Zero: x (B,T,D), c (B,E) -> (B,T,D).
 
     The modulation Dense (shift/scale/gate for attention and MLP) is
     zero-initialised, so the block is exactly the identity at init. Attention
-    and MLP matmuls run in ``dtype`` (e.g. bfloat16); the residual stream and
-    the normalisations stay in float32. ``mask`` (B,T) bool, if given, hides
-    the False tokens as attention keys.
+    and MLP matmuls run in ``dtype`` (e.g. bfloat16); the residual stream, the
+    normalisations, the modulation and the attention logits and softmax stay in float32.
+    ``mask`` (B,T) bool, if given, hides the False tokens as attention keys.
     """
 
     num_heads: int
@@ -65,9 +71,10 @@ class DiTBlock(nn.Module):
         drop = nn.Dropout(self.dropout, deterministic=not train)
 
         h = _modulate(_layer_norm()(x), shift_msa, scale_msa)
-        h = nn.MultiHeadDotProductAttention(self.num_heads, dtype=self.dtype, kernel_init=XAVIER, name="attn")(
-            h, mask=None if mask is None else mask[:, None, None, :]
+        attention = nn.MultiHeadDotProductAttention(
+            self.num_heads, dtype=self.dtype, kernel_init=XAVIER, attention_fn=_attention, name="attn"
         )
+        h = attention(h, mask=None if mask is None else mask[:, None, None, :])
         x = x + gate_msa[:, None] * drop(h).astype(x.dtype)
 
         h = _modulate(_layer_norm()(x), shift_mlp, scale_mlp)
@@ -97,7 +104,9 @@ class DiT(nn.Module):
     positions; depth adaLN-Zero blocks; the zero-initialised final layer makes
     the output exactly zero at init. Dropout (attention output and MLP hidden)
     draws from the 'dropout' RNG stream only when train=True. ``dtype`` is the
-    compute dtype of the transformer blocks (parameters stay float32).
+    compute dtype of the transformer blocks (e.g. bfloat16, mixed precision): the
+    parameters, the patch and noise embeddings, the final layer and the output stay
+    float32 (the [precision policy][precision-policy]).
     """
 
     patch_size: int = 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -25,17 +25,21 @@ def check_unet_image_size(image_size: int, channel_mult: Sequence[int]) -> None:
         )
 
 
-def group_norm(channels: int, num_groups: int = 32) -> nn.GroupNorm:
-    """GroupNorm with at most num_groups groups of at least 4 channels that divide channels."""
+def group_norm(channels: int, num_groups: int = 32, dtype: Any = None) -> nn.GroupNorm:
+    """GroupNorm with at most num_groups groups of at least 4 channels that divide channels.
+
+    ``dtype`` is the output's (None: the input's promoted with the float32 scale and bias);
+    the statistics are float32 whatever it is.
+    """
     groups = max(1, min(num_groups, channels // 4))
     while channels % groups:
         groups -= 1
-    return nn.GroupNorm(num_groups=groups, epsilon=1e-6)
+    return nn.GroupNorm(num_groups=groups, epsilon=1e-6, dtype=dtype)
 
 
-def _conv(features: int, kernel: int, zero: bool = False) -> nn.Conv:
+def _conv(features: int, kernel: int, zero: bool = False, dtype: Any = jnp.float32) -> nn.Conv:
     init = nn.initializers.zeros if zero else XAVIER
-    return nn.Conv(features, (kernel, kernel), padding="SAME", kernel_init=init)
+    return nn.Conv(features, (kernel, kernel), padding="SAME", kernel_init=init, dtype=dtype)
 
 
 def _resample(x: jax.Array, resample: str | None) -> jax.Array:
@@ -48,21 +52,26 @@ def _resample(x: jax.Array, resample: str | None) -> jax.Array:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over the H*W positions: (B,H,W,C) -> (B,H,W,C), zero at init."""
+    """Multi-head self-attention over the H*W positions: (B,H,W,C) -> (B,H,W,C), zero at init.
+
+    Products run in ``dtype``; the attention logits and softmax in float32.
+    """
 
     num_heads: int = 1
     num_groups: int = 32
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         b, h, w, c = x.shape
         if c % self.num_heads:
             raise ValueError(f"num_heads={self.num_heads} must divide the channel count {c}")
-        qkv = nn.Dense(3 * c, kernel_init=XAVIER, name="qkv")(group_norm(c, self.num_groups)(x))
+        normed = group_norm(c, self.num_groups, self.dtype)(x)
+        qkv = nn.Dense(3 * c, kernel_init=XAVIER, dtype=self.dtype, name="qkv")(normed)
         qkv = qkv.reshape(b, h * w, 3 * self.num_heads, c // self.num_heads)
         q, k, v = jnp.split(qkv, 3, axis=2)
-        a = nn.dot_product_attention(q, k, v).reshape(b, h, w, c)
-        return nn.Dense(c, kernel_init=nn.initializers.zeros, name="proj")(a)
+        a = jax.nn.dot_product_attention(q, k, v).reshape(b, h, w, c)
+        return nn.Dense(c, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="proj")(a)
 
 
 class UNetBlock(nn.Module):
@@ -71,6 +80,7 @@ class UNetBlock(nn.Module):
     GroupNorm-SiLU-(resample)-conv, adaptive scale/shift from emb, SiLU,
     dropout, zero-initialised conv; skip (resampled, 1x1 projected when the
     shape changes) summed and scaled by 1/sqrt(2); then optional self-attention.
+    Runs in ``dtype`` (activations and products; GroupNorm statistics stay float32).
     """
 
     out_channels: int
@@ -79,23 +89,24 @@ class UNetBlock(nn.Module):
     num_heads: int = 1
     dropout: float = 0.0
     num_groups: int = 32
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, emb: jax.Array, *, train: bool = False) -> jax.Array:
-        c = self.out_channels
-        h = nn.silu(group_norm(x.shape[-1], self.num_groups)(x))
-        h = _conv(c, 3)(_resample(h, self.resample))
-        affine = nn.Dense(2 * c, kernel_init=XAVIER, name="affine")(emb)
+        c, dtype = self.out_channels, self.dtype
+        h = nn.silu(group_norm(x.shape[-1], self.num_groups, dtype)(x))
+        h = _conv(c, 3, dtype=dtype)(_resample(h, self.resample))
+        affine = nn.Dense(2 * c, kernel_init=XAVIER, dtype=dtype, name="affine")(emb)
         scale, shift = jnp.split(affine, 2, axis=-1)
-        h = group_norm(c, self.num_groups)(h) * (1 + scale[:, None, None]) + shift[:, None, None]
+        h = group_norm(c, self.num_groups, dtype)(h) * (1 + scale[:, None, None]) + shift[:, None, None]
         h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
-        h = _conv(c, 3, zero=True)(h)
-        skip = _resample(x, self.resample)
+        h = _conv(c, 3, zero=True, dtype=dtype)(h)
+        skip = _resample(x.astype(dtype), self.resample)
         if self.resample or x.shape[-1] != c:
-            skip = _conv(c, 1)(skip)
+            skip = _conv(c, 1, dtype=dtype)(skip)
         x = (h + skip) * SKIP_SCALE
         if self.attention:
-            x = (x + SelfAttention(self.num_heads, self.num_groups)(x)) * SKIP_SCALE
+            x = (x + SelfAttention(self.num_heads, self.num_groups, dtype)(x)) * SKIP_SCALE
         return x
 
 
@@ -106,7 +117,10 @@ class UNet(nn.Module):
     channels; attention follows the blocks at heights listed in
     attn_resolutions and (as in DDPM++) the first bottleneck block. The output
     conv is zero-initialised, so the network outputs exactly zero at init.
-    Dropout draws from the 'dropout' RNG stream only when train=True.
+    Dropout draws from the 'dropout' RNG stream only when train=True. ``dtype`` is the
+    compute dtype of the input conv and the blocks (e.g. bfloat16, mixed precision): the
+    parameters, the noise embedding, the output head (GroupNorm, SiLU, conv) and the output
+    stay float32 (the [precision policy][precision-policy]).
     """
 
     channels: int = 64
@@ -118,6 +132,7 @@ class UNet(nn.Module):
     embedding: str = "positional"
     num_groups: int = 32
     num_heads: int = 1
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
@@ -137,11 +152,12 @@ class UNet(nn.Module):
         )
         emb = embed(c_noise, labels)
         block = functools.partial(
-            UNetBlock, num_heads=self.num_heads, dropout=self.dropout, num_groups=self.num_groups
+            UNetBlock, num_heads=self.num_heads, dropout=self.dropout, num_groups=self.num_groups,
+            dtype=self.dtype,
         )
         top = len(self.channel_mult) - 1
 
-        h = _conv(self.channels, 3)(x)
+        h = _conv(self.channels, 3, dtype=self.dtype)(x)
         skips = [h]
         for level, mult in enumerate(self.channel_mult):
             res = height >> level
@@ -170,5 +186,5 @@ class UNet(nn.Module):
                     h, emb, train=train
                 )
 
-        h = nn.silu(group_norm(h.shape[-1], self.num_groups)(h))
+        h = nn.silu(group_norm(h.shape[-1], self.num_groups)(h.astype(jnp.float32)))
         return _conv(x.shape[-1], 3, zero=True)(h)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import jax
+import chex
 import numpy as np
 import pytest
 
@@ -13,8 +13,8 @@ def test_test_accuracy_and_shapes(digits_classifier):
     assert digits_classifier.test_accuracy >= 0.95
     images, labels = load_digits("test")
     feats, logits = digit_features(images[:7]), digit_logits(images)
-    assert feats.shape == (7, FEATURE_DIM) and feats.dtype == np.float32
-    assert logits.shape == (len(labels), 10)
+    chex.assert_shape([feats, logits], [(7, FEATURE_DIM), (len(labels), 10)])
+    chex.assert_type(feats, np.float32)
     assert np.mean(np.argmax(logits, -1) == labels) == pytest.approx(digits_classifier.test_accuracy)
 
 
@@ -26,8 +26,7 @@ def test_cache_roundtrip_and_deterministic_training(monkeypatch, tmp_path, digit
     assert second.source == "cache" and second.test_accuracy == first.test_accuracy
     images = load_digits("test")[0][:50]
     np.testing.assert_array_equal(first.features(images), second.features(images))
-    for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(digits_classifier.params)):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(first.params, digits_classifier.params)
 
 
 def test_stale_cache_is_replaced(monkeypatch, tmp_path, digits_classifier):

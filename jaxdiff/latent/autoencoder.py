@@ -127,7 +127,7 @@ class VQAutoencoder(nn.Module):
     ``encode(x (B,H,W,C)) -> z_e (B, H/f, W/f, latent_channels)`` (continuous, what
     latent diffusion models); ``decode(z)`` quantises z to the codebook (straight-through)
     and decodes to (B, H, W, out_channels); ``__call__(x)`` returns (x_hat, z_e, terms)
-    with the :class:`VectorQuantizer` terms.
+    with the [`VectorQuantizer`][] terms.
     """
 
     latent_channels: int = 4
@@ -180,7 +180,7 @@ def make_autoencoder_loss(ae: KLAutoencoder, *, kl_weight: float = 1e-3, data_ke
 
 
 def make_vq_autoencoder_loss(ae: VQAutoencoder, *, data_key: str = "image"):
-    """``loss_fn(params, batch, key) -> (loss, terms)`` for a :class:`VQAutoencoder` (the key is unused).
+    """``loss_fn(params, batch, key) -> (loss, terms)`` for a [`VQAutoencoder`][] (the key is unused).
 
     loss = squared error summed per image + h w (codebook_loss + beta commitment_loss), the
     VQ terms being per latent vector, so both parts are per image; averaged over the batch.

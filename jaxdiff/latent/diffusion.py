@@ -1,12 +1,12 @@
 """Class-conditional latent diffusion with cross-attention conditioning (LDM, Rombach et al. 2022).
 
-:class:`CrossAttentionDiT` denoises an autoencoder's latent grid (B, h, w, c): every
+[`CrossAttentionDiT`][] denoises an autoencoder's latent grid (B, h, w, c): every
 grid cell is a token; each block is an adaLN-Zero DiT block (self-attention + MLP,
 modulated by the noise level only) followed by cross-attention whose keys and values
-come from tau_theta(y) (:class:`~jaxdiff.nn.cross_attention.LabelContext`, or any
+come from tau_theta(y) ([`LabelContext`][jaxdiff.nn.cross_attention.LabelContext], or any
 ``context`` (B, M, context_dim)). Label ``num_classes`` is the null label, so training
 with ``jaxdiff.losses.denoising_loss(..., label_dropout=p, num_classes=K)`` and
-sampling with :func:`sample_cfg` give classifier-free guidance.
+sampling with [`sample_cfg`][] give classifier-free guidance.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def sample_cfg(
     """Heun (Karras grid, 2 num_steps - 1 NFE) with classifier-free guidance: labels (B,) -> latents (B, *latent_shape).
 
     ``denoiser(x, sigma, labels=...)``; scale 0 is unconditional (the null label), 1
-    conditional (one denoiser call per step), > 1 guided (:func:`jaxdiff.samplers.cfg_denoiser`).
+    conditional (one denoiser call per step), > 1 guided ([`cfg_denoiser`][jaxdiff.samplers.guidance.cfg_denoiser]).
     """
     labels = jnp.asarray(labels)
     if labels.ndim != 1:

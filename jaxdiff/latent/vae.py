@@ -81,7 +81,7 @@ class Bernoulli:
     num_params: int = dataclasses.field(default=1, init=False)
 
     def log_prob(self, x: jax.Array, out: jax.Array, batch_ndim: int = 1) -> jax.Array:
-        """x (*batch, *event), out (*batch, *event, 1) -> (*batch,) nats."""
+        """x ``(*batch, *event)``, out ``(*batch, *event, 1)`` -> ``(*batch,)`` nats."""
         _check_out(x, out, 1)
         logits, target = out[..., 0], (x + 1.0) / 2.0
         return _event_sum(target * jax.nn.log_sigmoid(logits) + (1 - target) * jax.nn.log_sigmoid(-logits), batch_ndim)
@@ -113,7 +113,7 @@ class Gaussian:
         return out[..., 1]
 
     def log_prob(self, x: jax.Array, out: jax.Array, batch_ndim: int = 1) -> jax.Array:
-        """x (*batch, *event), out (*batch, *event, P) -> (*batch,) nats."""
+        """x ``(*batch, *event)``, out ``(*batch, *event, P)`` -> ``(*batch,)`` nats."""
         _check_out(x, out, self.num_params)
         return _event_sum(gaussian_log_prob(x, out[..., 0], self._log_var(out)), batch_ndim)
 
@@ -141,7 +141,7 @@ class DiscretizedLogistic:
             raise ValueError(f"num_levels must be >= 2, got {self.num_levels}")
 
     def log_prob(self, x: jax.Array, out: jax.Array, batch_ndim: int = 1) -> jax.Array:
-        """x (*batch, *event) on the level grid, out (*batch, *event, 2) -> (*batch,) nats."""
+        """x ``(*batch, *event)`` on the level grid, out ``(*batch, *event, 2)`` -> ``(*batch,)`` nats."""
         _check_out(x, out, 2)
         mean, log_scale = out[..., 0], jnp.maximum(out[..., 1], -7.0)
         half = 1.0 / (self.num_levels - 1)
@@ -336,7 +336,7 @@ class VAE(nn.Module):
     """An encoder and a decoder; ``__call__(x, key)`` (for init) returns (out, mean, log_var).
 
     Use ``vae.bind({"params": params})`` to get ``.encode`` / ``.decode`` closures
-    for :func:`elbo` and :func:`iwae_bound`.
+    for [`elbo`][] and [`iwae_bound`][].
     """
 
     encoder: nn.Module
@@ -367,7 +367,7 @@ def make_vae_loss(
     loss = -mean_b [rec - beta * KL], where KL per latent dimension is first
     averaged over the minibatch and floored at ``free_bits`` nats (Kingma et al.
     2016). ``batch[data_key]`` is (B, *event); an optional scalar ``batch["beta"]``
-    (see :func:`kl_warmup`) weights the KL, default 1. Terms: ``loss``, ``elbo``,
+    (see [`kl_warmup`][]) weights the KL, default 1. Terms: ``loss``, ``elbo``,
     ``rec``, ``kl`` (means over the batch, nats per data point) and ``beta``.
     """
     if free_bits < 0:

@@ -49,7 +49,7 @@ def codebook_usage(indices: jax.Array, num_codes: int) -> tuple[jax.Array, jax.A
 
 
 class VectorQuantizer(nn.Module):
-    """Learned codebook ``codebook`` (num_codes, D): z (..., D) -> (z_q straight-through, :func:`quantize` terms)."""
+    """Learned codebook ``codebook`` (num_codes, D): z (..., D) -> (z_q straight-through, [`quantize`][] terms)."""
 
     num_codes: int = 64
     beta: float = 0.25

@@ -1,7 +1,7 @@
 """Empirical convergence orders: errors at several step sizes on shared Brownian paths.
 
 Every step size sees the same paths: fine increments (and Lévy areas) are drawn once and
-combined exactly (:func:`~jaxdiff.sdeint.brownian.coarsen`); the reference is an exact
+combined exactly ([`coarsen`][jaxdiff.sdeint.brownian.coarsen]); the reference is an exact
 solution of the fine path or the same solver on the fine grid.
 """
 
@@ -99,7 +99,7 @@ def _per_path_norm(x, ref):
 
 
 def strong_order(solver: Solver, f, g, x0, t1, key, **kw):
-    """Strong order: ``E|X_h(t1) - X(t1)|`` per step size (keywords of :func:`simulate`, plus ``fit_kw``)."""
+    """Strong order: ``E|X_h(t1) - X(t1)|`` per step size (keywords of [`simulate`][], plus ``fit_kw``)."""
     fit_kw = kw.pop("fit_kw", {})
     hs, xs, ref = simulate(solver, f, g, x0, t1, key, **kw)
     return fit_order(hs, np.stack([np.asarray(_per_path_norm(x, ref)) for x in xs]), kind="strong", **fit_kw)

@@ -251,8 +251,8 @@ def main(command: Command) -> None:
     with usage_errors(FLAGS.debug):
         multihost.join(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                        FLAGS.coordinator_timeout)
-        multihost.check_same(**{"--workdir": os.path.abspath(command.workdir), "--mode": command.mode,
-                                "--config": command.config.to_json_best_effort(sort_keys=True)})
+        multihost.check_same(**{"--num_processes": FLAGS.num_processes, "--workdir": os.path.abspath(command.workdir),
+                                "--mode": command.mode, "--config": command.config.to_json_best_effort(sort_keys=True)})
         metrics = run(command.config, command.workdir, command.mode, progress=command.progress)
     say(json.dumps(metrics, indent=2))
 

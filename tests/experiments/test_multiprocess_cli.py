@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from jaxdiff.train import distributed
 from tests.experiments.conftest import ROOT, TINY_TOY
 
@@ -57,18 +59,26 @@ def process_env(port: int, i: int) -> dict:
                    distributed.PROCESS_ID_ENV: str(i)})
 
 
-def test_processes_that_disagree_fail_at_start_up(tmp_path):
-    """Different workdirs: every process names the setting and exits with status 2 before training."""
+@pytest.mark.parametrize("setting", ["--workdir", "--num_processes"])
+def test_processes_that_disagree_fail_at_start_up(tmp_path, setting):
+    """Different workdirs, or process counts (which JAX itself lets pass): every process names the
+    setting and exits with status 2 before training."""
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "experiments.run", f"--workdir={tmp_path / str(i)}", *ARGS],
-                              cwd=ROOT, env=process_env(port, i), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for i in range(2)]
+
+    def args(i):
+        if setting == "--workdir":
+            return [f"--workdir={tmp_path / str(i)}"]
+        return [f"--workdir={tmp_path / 'run'}", f"--num_processes={2 + i}"]
+
+    procs = [subprocess.Popen([sys.executable, "-m", "experiments.run", *args(i), *ARGS], cwd=ROOT,
+                              env=process_env(port, i), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
     outs = [p.communicate(timeout=120)[0] for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 2, out
-        assert "error: --workdir differs between the processes of this run" in out, out
+        assert f"error: {setting} differs between the processes of this run" in out, out
         assert "Traceback" not in out
-    assert not os.path.exists(tmp_path / "0" / "checkpoints")
+    assert not any(tmp_path.rglob("checkpoints"))
 
 
 def test_a_coordinator_that_does_not_answer_fails_in_bounded_time(tmp_path):

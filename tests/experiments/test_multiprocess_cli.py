@@ -73,7 +73,7 @@ def test_processes_that_disagree_fail_at_start_up(tmp_path, setting):
     procs = [subprocess.Popen([sys.executable, "-m", "experiments.run", *args(i), *ARGS], cwd=ROOT,
                               env=process_env(port, i), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
-    outs = [p.communicate(timeout=120)[0] for p in procs]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 2, out
         assert f"error: {setting} differs between the processes of this run" in out, out

@@ -27,7 +27,7 @@ from tests.train.multiprocess_run import fresh_state, state_arrays, train
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 12
 LOGGED = list(range(2, STEPS + 1, 2))  # the steps of metrics.jsonl's lines (log_every=2)
-TIMEOUT_S = 120  # per launch; a run takes a few seconds
+TIMEOUT_S = 240  # per launch; a run takes a few seconds alone, minutes on a loaded 2-core machine
 
 
 def launch(workdir: Path, sleep_s: float = 0.0, tag: str = "run"):
@@ -49,14 +49,17 @@ def log_tails(logs: Path) -> str:
     return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text().splitlines()[-15:]) for p in sorted(logs.iterdir()))
 
 
-def wait_for(ready, procs, what: str, timeout_s: float = 60.0) -> None:
+def wait_for(ready, procs, logs: Path, what: str, timeout_s: float = TIMEOUT_S) -> None:
     """Poll ``ready()`` until it holds; fail (and kill ``procs``) if a process ends first or past ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
+    start = time.monotonic()
     while not ready():
-        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+        if time.monotonic() > start + timeout_s or any(p.poll() is not None for p in procs):
             with contextlib.suppress(TimeoutError):
                 wait_all(procs, 0)
-            pytest.fail(f"the run ended or stalled before {what}")
+            pytest.fail(
+                f"the run ended or stalled before {what} ({time.monotonic() - start:.0f} s, "
+                f"exit codes {[p.returncode for p in procs]}); logs in {logs}:\n" + log_tails(logs)
+            )
         time.sleep(0.05)
 
 
@@ -114,7 +117,7 @@ def interrupted_run(tmp_path_factory):
     once it has logged a step past the stop; a relaunch to the end. Returns what each one left."""
     workdir, record = tmp_path_factory.mktemp("interrupted"), {}
     procs, logs = launch(workdir, sleep_s=0.3, tag="preempted")
-    wait_for(lambda: logged_step(workdir, 2), procs, "step 2")
+    wait_for(lambda: logged_step(workdir, 2), procs, logs, "step 2")
     procs[1].send_signal(signal.SIGTERM)
     record["preempted_codes"], record["preempted_logs"] = wait_all(procs, TIMEOUT_S), log_tails(logs)
     record["stopped"] = final_states(workdir)
@@ -126,7 +129,7 @@ def interrupted_run(tmp_path_factory):
         (workdir / f"final_{i}.npz").unlink()
 
     procs, logs = launch(workdir, sleep_s=0.5, tag="killed")
-    wait_for(lambda: logged_step(workdir, stop + 2 - stop % 2), procs, f"a step after {stop}")
+    wait_for(lambda: logged_step(workdir, stop + 2 - stop % 2), procs, logs, f"a step after {stop}")
     procs[1].kill()
     killed_at = time.monotonic()
     record["killed_codes"] = wait_all(procs, TIMEOUT_S)

@@ -23,7 +23,7 @@ from jaxdiff.data.digits import load_digits  # noqa: E402
 from jaxdiff.denoisers import gaussian_denoiser, ideal_denoiser  # noqa: E402
 
 STEPS, BATCH = 12, 4
-TOL = 1e-6
+TOL = 1e-12  # float64; the largest difference measured is 2e-14 (dpmpp_2m, euler_ancestral)
 
 
 def _load_sampling():

@@ -1,0 +1,81 @@
+"""Equivariant EDM (Hoogeboom et al., 2022, in the EDM parameterisation of Karras et al., 2022).
+
+The diffused state is ``xh`` (B, n, d + F): positions on the zero-centre-of-mass subspace (first d
+channels) next to continuous atom features (``features.scale_features``), padding zero, with the mask
+(B, n) passed to the network as ``mask=``. Noise is CoM-free on the positions and i.i.d. on the
+features of real atoms, so ``y + sigma * n`` stays in the subspace; the ``EGNNDynamics`` network keeps
+its output there, and so do ``jaxdiff.precond.denoiser`` and any sampler whose updates are linear
+combinations of the state and denoiser outputs (e.g. Heun, DPM-Solver++), started from ``prior``.
+The loss is the house's EDM loss with the squared error summed and divided by the free dimensions
+(n_real - 1) · d + n_real · F of each molecule.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxdiff import precond as precond_lib
+from jaxdiff._arrays import bcast
+from jaxdiff.molecules3d.com import check_point_cloud, com_free_normal, remove_mean
+
+
+def pack(positions, features, mask) -> jax.Array:
+    """(B, n, d + F): ``positions`` (B, n, d) projected onto the subspace next to ``features`` (B, n, F),
+    padding zero.
+
+    Args:
+        positions: (B, n, d) coordinates.
+        features: (B, n, F) continuous atom features.
+        mask: (B, n) the real atoms; every row selects at least one.
+    """
+    x = remove_mean(positions, mask)
+    features, m = check_point_cloud(features, mask, "features")
+    return jnp.concatenate([x, features.astype(x.dtype) * m[..., None]], axis=-1)
+
+
+def free_dimensions(mask, num_features: int, dims: int = 3) -> jax.Array:
+    """(B,) float32: (n_real - 1) · dims + n_real · num_features, the dimension of a molecule's state."""
+    n = jnp.sum(jnp.asarray(mask).astype(jnp.float32), axis=1)
+    return (n - 1) * dims + n * num_features
+
+
+def noise(key, mask, num_features: int, dims: int = 3, dtype=jnp.float32) -> jax.Array:
+    """(B, n, dims + num_features) standard noise: CoM-free on positions, i.i.d. on real atoms' features."""
+    k_x, k_h = jax.random.split(key)
+    mask = jnp.asarray(mask)
+    h = jax.random.normal(k_h, mask.shape + (num_features,), dtype) * mask[..., None].astype(dtype)
+    return jnp.concatenate([com_free_normal(k_x, mask, dims, dtype), h], axis=-1)
+
+
+def prior(key, mask, num_features: int, sigma_max: float, dims: int = 3, dtype=jnp.float32) -> jax.Array:
+    """``sigma_max`` · ``noise``: the starting state of a sampler."""
+    return sigma_max * noise(key, mask, num_features, dims, dtype)
+
+
+def denoising_loss(net, precond, sigma_noise, *, dims: int = 3):
+    """``loss_fn(params, batch, key) -> (loss, terms)`` for ``jaxdiff.train``.
+
+    ``batch``: ``xh`` (B, n, dims + F) of ``pack`` and ``mask`` (B, n). The loss is
+    E_sigma,n weight(sigma) · |D(y + sigma n; sigma) - y|² / free_dimensions with n of ``noise``;
+    terms ``loss`` and ``mse`` (unweighted).
+
+    Args:
+        net: ``net(params, xh, c_noise, *, key, mask)``, e.g. ``jaxdiff.nn.as_net(EGNNDynamics(...))``.
+        precond: a preconditioning of ``jaxdiff.precond`` (e.g. ``EDMPrecond``).
+        sigma_noise: the training noise levels, e.g. ``jaxdiff.losses.EDMNoise``.
+        dims: the spatial dimension d.
+    """
+
+    def loss_fn(params, batch, key):
+        y, mask = batch["xh"], batch["mask"]
+        k_sigma, k_noise, k_drop = jax.random.split(key, 3)
+        sigma = sigma_noise.sample(k_sigma, y.shape[:1])
+        n = noise(k_noise, mask, y.shape[-1] - dims, dims, y.dtype)
+        D = precond_lib.denoiser(net, params, precond, key=k_drop)
+        err = jnp.square(D(y + bcast(sigma, y) * n, sigma, mask=mask) - y) * mask[..., None]
+        per_example = jnp.sum(err, axis=(1, 2)) / free_dimensions(mask, y.shape[-1] - dims, dims)
+        loss = jnp.mean(sigma_noise.weight(sigma) * per_example)
+        return loss, {"loss": loss, "mse": jnp.mean(per_example)}
+
+    return loss_fn

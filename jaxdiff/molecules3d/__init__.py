@@ -2,6 +2,7 @@
 
 ``egnn`` holds the E(n)-equivariant network (Satorras et al., 2021) and the diffusion network built on
 it; ``com`` the zero-centre-of-mass subspace (projection, Gaussian noise and log-density with
-(n - 1) · d degrees of freedom); ``features`` the scaling of categorical atom features; ``qm9`` the QM9
-point clouds split consistently with the graph benchmarks of ``jaxdiff.graphs.qm9``.
+(n - 1) · d degrees of freedom); ``features`` the scaling of categorical atom features; ``diffusion``
+the state, noise, prior and EDM loss on the house's denoiser seam; ``qm9`` the QM9 point clouds split
+consistently with the graph benchmarks of ``jaxdiff.graphs.qm9``.
 """

@@ -78,7 +78,7 @@ def build(out: Path, skeleton, seeds: list[int], chunk: int, limit: int, repeat:
     data = sk.digits_splits()
     partial = Path(str(out) + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
-    tag = f"c{skeleton.channels}_s{skeleton.steps}_b{skeleton.batch_size}_lr{skeleton.learning_rate:g}"
+    tag = f"c{skeleton.channels}_s{skeleton.steps}_b{skeleton.batch_size}_lr{skeleton.learning_rate:g}_chunk{chunk}"
     repeat = n if repeat <= 0 else min(n, repeat)
     jobs = [(seed, start) for start in range(0, n, chunk) for seed in seeds if seed == seeds[0] or start < repeat]
     todo = [(s, k) for s, k in jobs if not (partial / f"{tag}_seed{s}_{k:05d}.npz").exists()]

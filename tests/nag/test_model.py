@@ -56,11 +56,14 @@ def test_guidance_moves_the_samples(cells_denoiser):
     def conv3(x, sigma):  # the expected count under the matrix's operation logits
         return jax.nn.softmax(x[:, 1:7, 2:] * 20.0, -1)[..., 3].sum(1)
 
-    def draw(target, scale):
+    @jax.jit
+    def sample(target, scale):
         log_prob = model.target_log_prob(conv3, target, 0.5)
-        x = model.sample(cells_denoiser, jax.random.key(1), 128, process=PROCESS, num_steps=40,
-                         log_prob=log_prob, scale=scale)
-        cells, valid = model.to_cells(x)
+        return model.sample(cells_denoiser, jax.random.key(1), 128, process=PROCESS, num_steps=40,
+                            log_prob=log_prob, scale=scale)
+
+    def draw(target, scale):
+        cells, valid = model.to_cells(sample(target, scale))
         return (cells[valid] == 3).sum(1).mean()
 
     plain, up, down = draw(0.0, 0.0), draw(6.0, 1.0), draw(0.0, 1.0)
@@ -74,8 +77,8 @@ def test_predictor_on_noisy_cells():
     rng = np.random.default_rng(0)
     idx = rng.permutation(len(cells))
     value = (cells == 3).sum(1) + 0.5 * (cells == 2).sum(1)
-    pred, params, losses = model.fit_predictor(nets.PropertyPredictor(hidden=32, depth=2, num_heads=2),
-                                               cells[idx[:400]], value[idx[:400]], jax.random.key(0), steps=300)
+    pred, params, losses = model.fit_predictor(nets.PropertyPredictor(hidden=16, depth=1, num_heads=2),
+                                               cells[idx[:400]], value[idx[:400]], jax.random.key(0), steps=200)
     assert losses[-20:].mean() < 0.5 * losses[:20].mean()
     test = cells[idx[400:700]]
     x = jnp.asarray(model.to_data(test))

@@ -8,7 +8,7 @@ import pytest
 from jaxdiff.nag import nets, search, space
 from jaxdiff.sde import VESDE
 
-TINY = search.ModelSearch(n_init=8, per_round=8, budget=24, candidates=48, fit_steps=60, batch_size=32, num_steps=8)
+TINY = search.ModelSearch(n_init=8, per_round=8, budget=24, candidates=32, fit_steps=40, batch_size=32, num_steps=6)
 
 
 def _top(values, fraction=0.01):

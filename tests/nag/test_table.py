@@ -1,12 +1,17 @@
-"""Property tables: look-ups through isomorphism classes, files, targets."""
+"""Property tables: look-ups through isomorphism classes, files, targets; the committed digits subset."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
 from jaxdiff.nag import space
+from jaxdiff.nag.skeleton import count_flops, count_params
 from jaxdiff.nag.table import PropertyTable, load_table
+
+SUBSET = os.path.join(os.path.dirname(__file__), "data", "nb201_digits_subset.npz")
 
 
 def test_lookup_through_classes_files_and_targets(synthetic_table, tmp_path):
@@ -43,3 +48,14 @@ def test_values_average_the_seeds_that_trained_every_cell():
     with pytest.raises(ValueError, match="classes must be sorted distinct"):
         PropertyTable([0, 0, 2], acc, acc, np.ones(3), np.ones(3))
 
+
+def test_the_committed_digits_subset():
+    """Rows of the table built by ``python -m experiments.bench.nb201_digits``: accuracies in [0, 1],
+    most cells well above chance (10%), parameters and FLOPs those of the skeleton's formulas."""
+    t = load_table(SUBSET)
+    c = t.info["skeleton"]["channels"]
+    assert len(t) >= 100 and t.val_acc.shape[1] == 2 and np.isfinite(t.val_acc).all()
+    acc = t.values("val_acc")
+    assert np.all((acc >= 0) & (acc <= 1)) and np.median(acc) > 0.3
+    np.testing.assert_array_equal(t.params, count_params(t.cells, c))
+    np.testing.assert_array_equal(t.flops, count_flops(t.cells, c))

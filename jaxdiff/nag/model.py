@@ -26,7 +26,7 @@ from jaxdiff._arrays import bcast, concrete
 from jaxdiff.nag.encoding import NUM_NODES, NUM_TYPES, decode, encode
 from jaxdiff.sde import VESDE
 
-__all__ = ["to_data", "to_cells", "sample_sigmas", "Predictor", "fit_predictor", "target_log_prob", "sample"]
+__all__ = ["to_data", "to_cells", "sample_sigmas", "Predictor", "train_predictor", "fit_predictor", "target_log_prob", "sample"]
 
 
 def to_data(cells) -> np.ndarray:
@@ -76,7 +76,26 @@ class Predictor:
 
 
 @functools.partial(jax.jit, static_argnames=("module", "steps", "batch_size", "sigma_min", "sigma_max"))
-def _fit(module, init_params, x, y, weight, key, *, steps, batch_size, learning_rate, sigma_min, sigma_max):
+def train_predictor(module, init_params, x, y, weight, key, *, steps: int, batch_size: int, learning_rate,
+                    sigma_min: float, sigma_max: float):
+    """The jitted training loop of ``fit_predictor`` on arrays (``vmap`` it to train several at once).
+
+    Args:
+        module: the predictor network.
+        init_params: its initial parameters.
+        x: ``(N, 8, 7)`` clean matrices (``to_data``).
+        y: ``(N,)`` standardised property.
+        weight: ``(N,)`` sampling weights (0: padding).
+        key: the batches' and noises' randomness.
+        steps: AdamW steps (cosine decay).
+        batch_size: cells per step.
+        learning_rate: peak learning rate.
+        sigma_min: lowest noise level.
+        sigma_max: highest noise level.
+
+    Returns:
+        ``(params, losses (steps,))``.
+    """
     optimizer = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps), weight_decay=1e-4)
     pred = Predictor(module)
     lo, hi = jnp.log(sigma_min), jnp.log(sigma_max)
@@ -110,7 +129,7 @@ def fit_predictor(module, cells, values, key, *, weight=None, steps: int = 300, 
         values: ``(N,)`` their property.
         key: initialisation and training randomness.
         weight: ``(N,)`` nonnegative sampling weights (0 leaves a row out: padding), default all 1.
-        steps: Adam steps (cosine decay).
+        steps: AdamW steps (cosine decay).
         batch_size: cells per step, drawn with replacement.
         learning_rate: peak learning rate.
         sigma_min: lowest training noise level.
@@ -132,9 +151,9 @@ def fit_predictor(module, cells, values, key, *, weight=None, steps: int = 300, 
     k_init, k_fit = jax.random.split(key)
     pred = Predictor(module, mean, std)
     init = module.init(k_init, *_inputs(x[:1], jnp.ones(1), pred.sigma_data))["params"]
-    params, losses = _fit(module, init, x, jnp.asarray((values - mean) / std, jnp.float32),
-                          jnp.asarray(weight, jnp.float32), k_fit, steps=steps, batch_size=batch_size,
-                          learning_rate=learning_rate, sigma_min=sigma_min, sigma_max=sigma_max)
+    params, losses = train_predictor(module, init, x, jnp.asarray((values - mean) / std, jnp.float32),
+                                     jnp.asarray(weight, jnp.float32), k_fit, steps=steps, batch_size=batch_size,
+                                     learning_rate=learning_rate, sigma_min=sigma_min, sigma_max=sigma_max)
     return pred, params, losses
 
 

@@ -153,7 +153,7 @@ def model_search(table, values, seeds, module, settings: ModelSearch = ModelSear
     rngs = [np.random.default_rng(int(seed)) for seed in seeds]
     history = [list(rng.permutation(len(table))[:s.n_init]) for rng in rngs]
     keys = jax.vmap(jax.random.key)(jnp.asarray([int(seed) for seed in seeds], jnp.uint32))
-    fit = jax.vmap(functools.partial(model._fit, module, steps=s.fit_steps, batch_size=s.batch_size,
+    fit = jax.vmap(functools.partial(model.train_predictor, module, steps=s.fit_steps, batch_size=s.batch_size,
                                      learning_rate=s.learning_rate, sigma_min=sigma_min, sigma_max=sigma_max))
     init = jax.jit(jax.vmap(lambda k: module.init(k, jnp.zeros((1,) + data.shape[1:]), jnp.zeros((1,)))["params"]))
     score = jax.jit(jax.vmap(lambda p, m, sd, x: _predict(module, p, m, sd, x, sigma_min)))

@@ -60,7 +60,7 @@ class Skeleton:
     """
 
     channels: int = 8
-    steps: int = 100
+    steps: int = 30
     batch_size: int = 64
     learning_rate: float = 0.1
     momentum: float = 0.9

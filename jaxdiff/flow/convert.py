@@ -113,7 +113,7 @@ def _target_shapes(size: str) -> dict[tuple[str, str], tuple[int, ...]]:
 def _array(key: str, value) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()
-    if isinstance(value, Mapping) or not hasattr(value, "shape"):
+    if not hasattr(value, "shape"):
         raise ValueError(f"state_dict[{key!r}] must be an array, got {type(value).__name__}")
     return np.asarray(value)
 

@@ -11,7 +11,17 @@ evaluates on held-out pairs (validation photographs) of both kinds: EPE, 1/3/5 p
 accuracy and F1-all over valid pixels, for RAFT (EMA weights), zero flow, OpenCV
 Farneback and DIS (medium preset); prints a markdown table and saves colour-coded
 flow fields to ``--figure``. ``--overfit_steps`` then fits one 64x64 "smooth" pair
-alone and reports its final EPE.
+alone and reports its final EPE. ``--minutes=0`` skips the training (and the trained model's rows).
+
+    python -m experiments.bench.flow --pretrained=raft_large.pth [--pretrained_size=large]
+    python -m experiments.bench.flow --minutes=0 --overfit_steps=0 --speed_pairs=3 [--pretrained=...]
+
+``--pretrained``: a torchvision RAFT checkpoint (``Raft_Large_Weights`` / ``Raft_Small_Weights``,
+downloaded), converted by ``jaxdiff.flow.convert``, evaluated on the same held-out pairs (12 and 32
+iterations); without the file those rows are skipped. ``--speed_pairs``: seconds per frame pair of
+the converted model (on the pretrained weights, else torchvision's random initialisation: the time does
+not depend on the values) in JAX and in torchvision (torch on ``--torch_threads``), same process,
+``--speed_size`` frames, ``--speed_iters`` refinements; needs torch and torchvision.
 """
 
 from __future__ import annotations
@@ -37,6 +47,12 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Data and initialisation seed.")
     flags.DEFINE_integer("overfit_steps", 600, "Steps of the one-pair overfitting check (0: skip).")
     flags.DEFINE_string("figure", "docs/img/flow_fields.png", "Where to save the flow-field figure.")
+    flags.DEFINE_string("pretrained", "", "A torchvision RAFT checkpoint (.pth) to convert and evaluate.")
+    flags.DEFINE_enum("pretrained_size", "large", ["large", "small"], "The size of the --pretrained checkpoint.")
+    flags.DEFINE_integer("speed_pairs", 0, "Frame pairs timed per implementation, JAX vs torchvision (0: skip).")
+    flags.DEFINE_string("speed_size", "440x1024", "HxW of the timed frames (multiples of 8).")
+    flags.DEFINE_integer("speed_iters", 12, "RAFT refinements in the timing.")
+    flags.DEFINE_list("torch_threads", ["1", "2"], "torch thread counts timed.")
 
 
 EVAL_SEED = 10_000
@@ -138,9 +154,33 @@ def _classical(image1, image2, method: str):
     return np.stack(out)
 
 
-def evaluate(model, params) -> tuple[list[dict], dict]:
-    """Metrics rows per (kind, method) and the predictions of the first chairs pair for the figure."""
+def _predict(model, variables, d: dict, iters: int):
+    """RAFT's flows (iters, N, H, W, 2) on the pairs of ``d``, 16 at a time."""
     import jax
+    import numpy as np
+
+    run = jax.jit(lambda v, a, b: model.apply(v, a, b, iters))
+    return np.concatenate([np.asarray(run(variables, d["image1"][i : i + 16], d["image2"][i : i + 16]))
+                           for i in range(0, len(d["image1"]), 16)], axis=1)
+
+
+def _load_pretrained():
+    """(RAFT, variables) from ``--pretrained``, or None when the file is missing."""
+    from jaxdiff.flow import convert
+    from jaxdiff.flow.raft import RAFT
+
+    if not os.path.exists(FLAGS.pretrained):
+        print(f"--pretrained: no file at {FLAGS.pretrained}; the pretrained rows are skipped")
+        return None
+    variables = convert.load_torchvision(FLAGS.pretrained, FLAGS.pretrained_size)
+    return RAFT(small=FLAGS.pretrained_size == "small"), variables
+
+
+def evaluate(model, params, pretrained=None) -> tuple[list[dict], dict]:
+    """Metrics rows per (kind, method) and the predictions of the first chairs pair for the figure.
+
+    ``params`` None leaves the trained model out; ``pretrained`` is (RAFT, variables) or None.
+    """
     import jax.numpy as jnp
     import numpy as np
 
@@ -148,25 +188,28 @@ def evaluate(model, params) -> tuple[list[dict], dict]:
     from jaxdiff.flow.raft import flow_metrics
 
     size = (FLAGS.height, FLAGS.width)
-    run = jax.jit(lambda p, a, b: model.apply({"params": p}, a, b, 12))
     rows, example = [], {}
     for kind in ("smooth", "chairs"):
         d = make_dataset("val", FLAGS.eval_pairs, size, kind, seed=EVAL_SEED)
-        raft = np.concatenate([np.asarray(run(params, d["image1"][i : i + 16], d["image2"][i : i + 16]))
-                               for i in range(0, FLAGS.eval_pairs, 16)], axis=1)
         preds = {
             "zero flow": np.zeros_like(d["flow"]),
             "OpenCV Farneback": _classical(d["image1"], d["image2"], "farneback"),
             "OpenCV DIS (medium)": _classical(d["image1"], d["image2"], "dis"),
-            f"RAFT-small ({FLAGS.train_iters} iters)": raft[FLAGS.train_iters - 1],
-            "RAFT-small (12 iters)": raft[-1],
         }
+        if params is not None:
+            raft = _predict(model, {"params": params}, d, 12)
+            preds[f"RAFT-small ({FLAGS.train_iters} iters)"] = raft[FLAGS.train_iters - 1]
+            preds["RAFT-small (12 iters)"] = raft[-1]
+        if pretrained is not None:
+            flows = _predict(*pretrained, d, 32)
+            name = f"RAFT-{FLAGS.pretrained_size}, torchvision weights"
+            preds[f"{name} (12 iters)"], preds[f"{name} (32 iters)"] = flows[11], flows[-1]
         for method, flow in preds.items():
             m = flow_metrics(jnp.asarray(flow), jnp.asarray(d["flow"]), jnp.asarray(d["valid"]))
             rows.append(dict(kind=kind, method=method, **{k: float(v) for k, v in m.items()}))
         if kind == "chairs":
             example = {"frame 1": d["image1"][0], "ground truth": d["flow"][0],
-                       **{k: v[0] for k, v in preds.items() if k != "zero flow" and "12" not in k}}
+                       **{k: v[0] for k, v in preds.items() if k != "zero flow" and "(12" not in k}}
     return rows, example
 
 
@@ -226,19 +269,95 @@ def overfit(steps: int) -> tuple[float, float]:
     return before, epe(params)
 
 
+def _torchvision_raft(size: str, state_dict=None):
+    """torchvision's RAFT of ``size`` in eval mode (random initialisation without ``state_dict``)."""
+    import sys
+    import types
+
+    # RAFT uses none of torchvision's compiled operators; registering their fake kernels fails where
+    # those do not load (a CUDA build of torchvision next to the CPU torch wheel), so that module is skipped.
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    from torchvision.models import optical_flow
+
+    model = (optical_flow.raft_large if size == "large" else optical_flow.raft_small)().eval()
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return model
+
+
+def speed(pretrained_path: str | None) -> dict:
+    """Median seconds per frame pair (batch 1, ``--speed_iters``, final flow) of RAFT-``--pretrained_size``:
+    JAX (jit, compiled beforehand; the refinements in a ``lax.scan`` and unrolled) and torchvision
+    (``torch.no_grad``, after one warm-up pair) on each of ``--torch_threads``, the same converted weights,
+    the same frames; JAX's flows checked against torchvision's."""
+    import jax
+    import numpy as np
+    import torch
+
+    from jaxdiff.flow import convert
+    from jaxdiff.flow.raft import RAFT
+
+    size = FLAGS.pretrained_size
+    state = torch.load(pretrained_path, map_location="cpu", weights_only=True) if pretrained_path else None
+    tv = _torchvision_raft(size, state)
+    variables = convert.variables_from_torchvision(tv.state_dict(), size)
+    h, w = (int(v) for v in FLAGS.speed_size.split("x"))
+    rng = np.random.default_rng(0)
+    frames = [rng.uniform(0, 255, (2, 1, h, w, 3)).astype(np.float32) for _ in range(FLAGS.speed_pairs + 1)]
+    iters = FLAGS.speed_iters
+
+    def timed(fn):
+        times = []
+        for a, b in frames[1:]:
+            t0 = time.perf_counter()
+            fn(a, b)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    def torch_flow(a, b):
+        with torch.no_grad():
+            x = [torch.from_numpy(2 * (f / 255.0) - 1).permute(0, 3, 1, 2) for f in (a, b)]
+            return tv(*x, num_flow_updates=iters)[-1].permute(0, 2, 3, 1).numpy()
+
+    record = {"size": [h, w], "iters": iters, "pairs": FLAGS.speed_pairs, "model": f"RAFT-{size}",
+              "jax_compile_s": {}, "jax_s": {}}
+    flows = {}
+    for name, unroll in (("scan", 1), ("unrolled", True)):  # RAFT's lax.scan over the refinements, or unrolled
+        model = RAFT(small=size == "small", unroll=unroll)
+        run = jax.jit(lambda v, a, b, model=model: model.apply(v, a, b, iters)[-1])
+        t0 = time.perf_counter()
+        flows[name] = np.asarray(run(variables, *frames[0]))
+        record["jax_compile_s"][name] = time.perf_counter() - t0
+        record["jax_s"][name] = timed(lambda a, b, run=run: run(variables, a, b).block_until_ready())
+    threads, record["torch_s"] = torch.get_num_threads(), {}
+    for n in map(int, FLAGS.torch_threads):
+        torch.set_num_threads(n)
+        reference = torch_flow(*frames[0])  # warm-up
+        record["torch_s"][n] = timed(torch_flow)
+    torch.set_num_threads(threads)
+    record["max_abs_diff_px"] = max(float(np.abs(f - reference).max()) for f in flows.values())
+    record["ratio"] = {k: t / min(record["torch_s"].values()) for k, t in record["jax_s"].items()}
+    return record
+
+
 def main(_):
     from jaxdiff.flow.raft import RAFT
 
     model = RAFT(small=True, unroll=True)
-    params, num_steps, seconds = train(model)
-    rows, example = evaluate(model, params)
-    save_figure(example, FLAGS.figure)
+    params, num_steps, seconds = train(model) if FLAGS.minutes > 0 else (None, 0, 0.0)
+    pretrained = _load_pretrained() if FLAGS.pretrained else None
+    rows, example = evaluate(model, params, pretrained)
+    if params is not None:
+        save_figure(example, FLAGS.figure)
     record = {"steps": num_steps, "train_seconds": seconds, "batch": FLAGS.batch,
               "size": [FLAGS.height, FLAGS.width], "rows": rows}
     if FLAGS.overfit_steps:
         record["overfit_epe_before"], record["overfit_epe_after"] = overfit(FLAGS.overfit_steps)
+    if FLAGS.speed_pairs:
+        record["speed"] = speed(FLAGS.pretrained if pretrained is not None else None)
     print(json.dumps(record))
-    print(f"\n{num_steps} steps x {FLAGS.batch} pairs of {FLAGS.height}x{FLAGS.width} in {seconds / 60:.1f} min")
+    if params is not None:
+        print(f"\n{num_steps} steps x {FLAGS.batch} pairs of {FLAGS.height}x{FLAGS.width} in {seconds / 60:.1f} min")
     print("\n| split | method | EPE | 1px | 3px | 5px | F1-all (%) |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['kind']} | {r['method']} | {r['epe']:.3f} | {r['1px']:.3f} | {r['3px']:.3f} | {r['5px']:.3f} "
@@ -246,6 +365,13 @@ def main(_):
     if FLAGS.overfit_steps:
         print(f"\none-pair overfit (64x64, {FLAGS.overfit_steps} steps): EPE {record['overfit_epe_before']:.3f} -> "
               f"{record['overfit_epe_after']:.4f} px")
+    if FLAGS.speed_pairs:
+        sp = record["speed"]
+        print(f"\n{sp['model']}, {sp['size'][0]}x{sp['size'][1]}, {sp['iters']} iters, s per pair (median of "
+              f"{sp['pairs']}): " + ", ".join(f"JAX {k} {t:.3f} (compile {sp['jax_compile_s'][k]:.1f}, "
+                                              f"{sp['ratio'][k]:.2f}x torchvision)" for k, t in sp["jax_s"].items())
+              + "; torchvision " + ", ".join(f"{t:.3f} ({n} threads)" for n, t in sp["torch_s"].items())
+              + f"; max |flow difference| {sp['max_abs_diff_px']:.2e} px")
 
 
 if __name__ == "__main__":

@@ -58,22 +58,22 @@ def unpad(x: Array, pads: tuple[int, int, int, int]) -> Array:
 # ----------------------------------------------------------------------------- upsampling
 
 
-def coords_grid(batch: int, height: int, width: int) -> Array:
+def coords_grid(batch: int, height: int, width: int, dtype=jnp.float32) -> Array:
     """Pixel coordinates (B, H, W, 2) in (x, y)."""
-    y, x = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij")
+    y, x = jnp.meshgrid(jnp.arange(height, dtype=dtype), jnp.arange(width, dtype=dtype), indexing="ij")
     return jnp.broadcast_to(jnp.stack([x, y], -1), (batch, height, width, 2))
 
 
 def _align_corners_matrix(n: int, factor: int) -> np.ndarray:
-    """(factor n, n) linear interpolation weights with corners aligned."""
+    """(factor n, n) linear interpolation weights with corners aligned (float64)."""
     src = np.arange(factor * n) * ((n - 1) / max(factor * n - 1, 1))
-    return np.maximum(0, 1 - np.abs(src[:, None] - np.arange(n)[None])).astype(np.float32)
+    return np.maximum(0, 1 - np.abs(src[:, None] - np.arange(n)[None]))
 
 
 def upsample_bilinear(flow: Array, factor: int = 8) -> Array:
     """RAFT's ``upflow8``: (B, h, w, 2) -> (B, 8h, 8w, 2), bilinear, corners aligned, values x8."""
-    ah = _align_corners_matrix(flow.shape[1], factor)
-    aw = _align_corners_matrix(flow.shape[2], factor)
+    ah = jnp.asarray(_align_corners_matrix(flow.shape[1], factor), flow.dtype)
+    aw = jnp.asarray(_align_corners_matrix(flow.shape[2], factor), flow.dtype)
     return factor * jnp.einsum("Yy,byxc,Xx->bYXc", ah, flow, aw, precision=lax.Precision.HIGHEST)
 
 
@@ -297,7 +297,7 @@ class RAFT(nn.Module):
         net = jnp.tanh(context[..., : self.hidden_dim])
         inp = nn.relu(context[..., self.hidden_dim :])
 
-        coords0 = coords_grid(b, h // 8, w // 8)
+        coords0 = coords_grid(b, h // 8, w // 8, fmaps.dtype)
         coords1 = coords0 if flow_init is None else coords0 + flow_init
         scan = nn.scan(
             _Refine,

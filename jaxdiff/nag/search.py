@@ -1,0 +1,204 @@
+"""Architecture search over a property table: random search, regularised evolution (REA) and
+model-based search with a noisy-cell property predictor, proposing either guided generations of the
+score model (DiffusionNAG) or random cells ranked by the predictor alone.
+
+Every method returns the table rows it evaluated, distinct, in the order of evaluation: a look-up
+of a cell is an evaluation, and a cell isomorphic to one already evaluated costs nothing (its result
+is known). Cells whose class a partial table lacks cannot be evaluated and are passed over.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff.nag import model
+from jaxdiff.nag.space import NUM_EDGES, OPS
+
+__all__ = ["random_search", "mutate", "regularized_evolution", "evaluations_to_reach", "ModelSearch",
+           "model_search"]
+
+
+def random_search(num_rows: int, rng: np.random.Generator, budget: int) -> np.ndarray:
+    """``budget`` distinct rows of ``num_rows``, uniformly at random: ``(min(budget, num_rows),)``."""
+    return rng.permutation(num_rows)[:budget]
+
+
+def mutate(cell, rng: np.random.Generator) -> np.ndarray:
+    """The cell ``(6,)`` with one random edge's operation changed to another random operation."""
+    cell = np.array(cell, np.int64)
+    e = rng.integers(NUM_EDGES)
+    cell[e] = (cell[e] + rng.integers(1, len(OPS))) % len(OPS)
+    return cell
+
+
+def regularized_evolution(table, values, rng: np.random.Generator, budget: int, population: int = 20,
+                          sample_size: int = 5) -> np.ndarray:
+    """Regularised evolution (Real et al. 2019): ``population`` random cells; then repeatedly the best
+    of ``sample_size`` members drawn without replacement is mutated (``mutate``), the child joins the
+    population and the oldest member leaves. Returns the distinct rows evaluated, ``(<= budget,)``.
+
+    Args:
+        table: a ``jaxdiff.nag.table.PropertyTable`` (its cells and rows).
+        values: ``(len(table),)`` the property maximised.
+        rng: randomness.
+        budget: evaluations.
+        population: members kept.
+        sample_size: members per tournament (at most ``population``).
+    """
+    if not 0 < sample_size <= population:
+        raise ValueError(f"sample_size must be in [1, population={population}], got {sample_size}")
+    cells = table.cells
+    history = list(rng.permutation(len(table))[:min(population, budget)])
+    seen = set(history)
+    members = collections.deque(history)
+    for _ in range(100 * budget):
+        if len(history) >= budget:
+            break
+        drawn = rng.choice(len(members), min(sample_size, len(members)), replace=False)
+        parent = max((members[i] for i in drawn), key=lambda r: values[r])
+        row = int(table.rows(mutate(cells[parent], rng), strict=False))
+        if row < 0:
+            continue
+        if row not in seen:
+            seen.add(row)
+            history.append(row)
+        members.append(row)
+        if len(members) > population:
+            members.popleft()
+    return np.asarray(history, np.int64)
+
+
+def evaluations_to_reach(found, threshold: float) -> float:
+    """Evaluations until a value ``>= threshold`` first appears in ``found`` (values in evaluation
+    order), ``inf`` when none does."""
+    hit = np.flatnonzero(np.asarray(found) >= threshold)
+    return float(hit[0] + 1) if len(hit) else float("inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSearch:
+    """Settings of ``model_search``.
+
+    Attributes:
+        n_init: random cells evaluated first.
+        per_round: cells evaluated per round (the predictor's best candidates).
+        budget: evaluations in all.
+        candidates: cells proposed per round (generated, or drawn at random for ranking).
+        fit_steps: the predictor's training steps per round (retrained from scratch on every evaluation).
+        batch_size: its batch.
+        learning_rate: its peak learning rate.
+        scale: guidance weight.
+        margin: the guidance target is the best value found plus ``margin`` standard deviations of the
+            values found; the guidance temperature is that standard deviation.
+        num_steps: predictor–corrector steps of the sampler.
+    """
+
+    n_init: int = 10
+    per_round: int = 10
+    budget: int = 100
+    candidates: int = 128
+    fit_steps: int = 200
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    scale: float = 1.0
+    margin: float = 1.0
+    num_steps: int = 30
+
+    def __post_init__(self):
+        for name in ("n_init", "per_round", "budget", "candidates", "fit_steps", "batch_size", "num_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.n_init > self.budget:
+            raise ValueError(f"n_init must be <= budget={self.budget}, got {self.n_init}")
+
+
+def _predict(module, params, mean, std, x, sigma):
+    return mean + std * model.Predictor(module).raw(params, x, sigma)
+
+
+def model_search(table, values, seeds, module, settings: ModelSearch = ModelSearch(), *, denoiser=None,
+                 process=None) -> np.ndarray:
+    """Model-based search, every seed side by side: ``n_init`` random cells, then rounds of: train a
+    predictor (``module``) on the noisy cells evaluated so far (``model.fit_predictor``'s loss), propose
+    ``candidates`` cells, evaluate the ``per_round`` new ones the predictor ranks highest (at the
+    lowest noise level). With ``denoiser`` the proposals are guided generations
+    (``model.sample`` toward ``model.target_log_prob``); without, uniform random rows. A round with too
+    few new candidates fills up with random unevaluated rows.
+
+    Args:
+        table: a ``jaxdiff.nag.table.PropertyTable``.
+        values: ``(len(table),)`` the property maximised.
+        seeds: integers, one search each.
+        module: the predictor network (``nets.PropertyPredictor``).
+        settings: the search's budget and schedule.
+        denoiser: the score model ``D(x, sigma)``, or None for ranking random cells.
+        process: the VE SDE of the sampler (with ``denoiser``; also the predictor's noise range).
+
+    Returns:
+        ``(len(seeds), budget)`` rows in evaluation order.
+    """
+    s = settings
+    if denoiser is not None and process is None:
+        raise ValueError("process is required with denoiser (the sampler's VE SDE)")
+    values = np.asarray(values, np.float64)
+    sigma_min, sigma_max = (0.01, 5.0) if process is None else (process.sigma_min, process.sigma_max)
+    cells = table.cells
+    data = model.to_data(cells)
+    rngs = [np.random.default_rng(int(seed)) for seed in seeds]
+    history = [list(rng.permutation(len(table))[:s.n_init]) for rng in rngs]
+    keys = jax.vmap(jax.random.key)(jnp.asarray([int(seed) for seed in seeds], jnp.uint32))
+    fit = jax.vmap(functools.partial(model.train_predictor, module, steps=s.fit_steps, batch_size=s.batch_size,
+                                     learning_rate=s.learning_rate, sigma_min=sigma_min, sigma_max=sigma_max))
+    init = jax.jit(jax.vmap(lambda k: module.init(k, jnp.zeros((1,) + data.shape[1:]), jnp.zeros((1,)))["params"]))
+    score = jax.jit(jax.vmap(lambda p, m, sd, x: _predict(module, p, m, sd, x, sigma_min)))
+
+    @jax.jit
+    def generate(params, mean, std, target, key):
+        def one(p, m, sd, tgt, k):
+            predictor = functools.partial(_predict, module, p, m, sd)
+            log_prob = model.target_log_prob(predictor, tgt, sd)
+            return model.sample(denoiser, k, s.candidates, process=process,
+                                num_steps=s.num_steps, log_prob=log_prob, scale=s.scale)
+        return jax.vmap(one)(params, mean, std, target, key)
+
+    for round_ in range(-(-(s.budget - s.n_init) // s.per_round)):
+        rows = np.zeros((len(rngs), s.budget), np.int64)
+        weight = np.zeros((len(rngs), s.budget), np.float32)
+        for i, h in enumerate(history):
+            rows[i, :len(h)], weight[i, :len(h)] = h, 1.0
+        y = values[rows]
+        mean = (y * weight).sum(1) / weight.sum(1)
+        std = np.sqrt((((y - mean[:, None]) ** 2) * weight).sum(1) / weight.sum(1))
+        std = np.where(std > 0, std, 1.0)
+        k_init, k_fit, k_gen = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, round_), 3))(keys).T
+        params, _ = fit(init(k_init), jnp.asarray(data[rows]), jnp.asarray((y - mean[:, None]) / std[:, None], jnp.float32),
+                        jnp.asarray(weight), k_fit)
+        if denoiser is None:
+            proposed = np.stack([rng.choice(len(table), min(s.candidates, len(table)), replace=False) for rng in rngs])
+        else:
+            best = np.array([values[h].max() for h in history])
+            x = generate(params, jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32),
+                         jnp.asarray(best + s.margin * std, jnp.float32), k_gen)
+            got, _ = model.to_cells(np.asarray(x).reshape(-1, *data.shape[1:]))
+            proposed = table.rows(got, strict=False).reshape(len(rngs), -1)
+        predicted = np.asarray(score(params, jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32),
+                                     jnp.asarray(data[np.maximum(proposed, 0)])))
+        for i, (h, rng) in enumerate(zip(history, rngs)):
+            room = min(s.per_round, s.budget - len(h))
+            seen = set(h)
+            for j in np.argsort(-predicted[i], kind="stable"):
+                r = int(proposed[i, j])
+                if room and r >= 0 and r not in seen:
+                    h.append(r)
+                    seen.add(r)
+                    room -= 1
+            if room:
+                rest = np.setdiff1d(np.arange(len(table)), h)
+                h.extend(rng.choice(rest, room, replace=False).tolist())
+    return np.asarray(history, np.int64)

@@ -190,7 +190,7 @@ def deis_coeffs(sigmas, order: int):
         for k in range(order):
             if k == j:
                 continue
-            used = jnp.asarray((k < m)[:, None])
+            used = jnp.asarray(((k < m) & (j < m))[:, None])  # no 0/0 in an unused factor, nor in its gradient
             den = jnp.where(used, node[:, j : j + 1] - node[:, k : k + 1], 1)
             basis = basis * jnp.where(used, (tq - node[:, k : k + 1]) / den, 1)
         cols.append(jnp.where(jnp.asarray(j < m), jnp.sum(weight * basis, axis=1), 0))

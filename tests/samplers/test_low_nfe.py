@@ -106,6 +106,16 @@ def test_deis_order_one_is_euler_and_lms_is_sigma_lagrange(x64):
     assert not np.allclose(deis_coeffs(s, 3), _lms_coeffs(s, 3), rtol=1e-3)
 
 
+@pytest.mark.parametrize("sampler", [ipndm, deis])
+def test_gradient_in_the_grid_is_finite(x64, sampler):
+    """Grids and corrections are fitted through the weights: every level's gradient is finite and
+    nonzero, the warm-start rows (fewer points than the order) included."""
+    x0 = 10.0 * jax.random.normal(jax.random.key(10), (4, 3), jnp.float64)
+    sig = schedules.karras(5, 0.1, 10.0, dtype=jnp.float64)
+    grad = np.asarray(jax.grad(lambda s: jnp.sum(sampler(_gaussian, x0, s, order=4) ** 2))(sig))
+    assert np.all(np.isfinite(grad)) and np.all(grad[1:-1] != 0), grad
+
+
 # -- exactness and convergence ---------------------------------------------------------------------
 
 S, S_END, S_TOP = 0.7, 0.05, 80.0  # Gaussian data N(0, S²): x(σ) = x(σ0)·√(S²+σ²)/√(S²+σ0²)

@@ -1,6 +1,6 @@
 r"""Sampler benchmarks on scikit-learn digits with the ideal denoiser.
 
-    python -m experiments.bench.samplers [--out=DIR] [--skip=error,anchors,grids,time]
+    python -m experiments.bench.samplers [--out=DIR] [--skip=error,anchors,grids,time,multistep_time]
 
 1. Error vs NFE. All 1,797 digits scaled to [-1, 1] as 64-D vectors, their ideal denoiser,
    batch 256, float64, Karras grid σ 0.002–80 (rho 7). Deterministic samplers: mean L2
@@ -9,9 +9,10 @@ r"""Sampler benchmarks on scikit-learn digits with the ideal denoiser.
    dx = 2 (x - D)/σ dσ + √(2σ) dW(σ)) draw their noise from one ``BrownianTreeNoise``
    on [0.002, 80] with the same key, and are measured against a 1000-step ``dpmpp_sde``
    solve on that same Brownian path (strong error); ``edm`` with churn is stochastic but
-   not of that SDE, so it is listed against the ODE reference, for scale only. The ODE
-   set includes DPM-Solver++(3M) (``dpmpp_3m_sde`` with eta = 0) and UniPC
-   (``jaxdiff.samplers.multistep.unipc``). At σ = 0.002 the ideal denoiser snaps each
+   not of that SDE, so it is listed against the ODE reference, for scale only, as is
+   ``restart`` (Heun with two restarts from 0.06 to 0.3: NFE = 2N - 1 + 8). The ODE set
+   includes DPM-Solver++(3M) (``dpmpp_3m_sde`` with eta = 0), UniPC, iPNDM and DEIS-tAB
+   (``jaxdiff.samplers.multistep``). At σ = 0.002 the ideal denoiser snaps each
    sample onto a digit, so a sample's error is 0 or a distance between two digits and
    the batch mean is noisy: ``anchors`` re-measures the anchor points over noise seeds,
    next to k-diffusion on the same noise.
@@ -20,9 +21,12 @@ r"""Sampler benchmarks on scikit-learn digits with the ideal denoiser.
 3. Wall time at batch 256 of jaxdiff (jit, after compile), k-diffusion (torch CPU) and
    diffusers' Flax schedulers (Python loop over jitted model and step calls), next to NFE
    times one jitted denoiser call; with the ideal denoiser and with a cheap Gaussian one.
+4. Wall time per sample of jaxdiff's multistep samplers at equal NFE (5 and 10), float32,
+   batch 256, both denoisers: iPNDM and DEIS (plain, with ``afs``, with a ``StepCorrection``)
+   next to DPM-Solver++(2M), (3M), UniPC-3 and LMS.
 
-Writes ``error_vs_nfe.md``, ``error_vs_nfe.png``, ``anchors.md``, ``grids.md``, ``wall_time.md`` and
-``results.json`` to ``--out``.
+Writes ``error_vs_nfe.md``, ``error_vs_nfe.png``, ``anchors.md``, ``grids.md``, ``wall_time.md``,
+``multistep_time.md`` and ``results.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from jaxdiff.samplers.noise import BrownianTreeNoise  # noqa: E402
 
 def define_flags() -> None:
     flags.DEFINE_string("out", "/tmp/jaxdiff_bench_samplers", "Output directory.")
-    flags.DEFINE_list("skip", [], "Parts to skip: error, anchors, grids, time.")
+    flags.DEFINE_list("skip", [], "Parts to skip: error, anchors, grids, time, multistep_time.")
 
 
 FLAGS = flags.FLAGS
@@ -70,6 +74,10 @@ ODE = {
     "dpmpp_3m (3m_sde eta=0)": ("dpmpp_3m_sde", {"eta": 0.0}, ONE),
     "unipc-2": ("unipc", {"order": 2}, ONE),
     "unipc-3": ("unipc", {"order": 3}, ONE),
+    "ipndm-3": ("ipndm", {"order": 3}, ONE),
+    "ipndm-4": ("ipndm", {"order": 4}, ONE),
+    "deis-3 (tAB2)": ("deis", {"order": 3}, ONE),
+    "deis-4 (tAB3)": ("deis", {"order": 4}, ONE),
 }
 SDE = {
     "euler_ancestral": ("euler_ancestral", {}, ONE),
@@ -79,7 +87,7 @@ SDE = {
     "dpmpp_2m_sde (heun)": ("dpmpp_2m_sde", {"solver_type": "heun"}, ONE),
     "dpmpp_3m_sde": ("dpmpp_3m_sde", {}, ONE),
 }
-CHURN = {"edm (s_churn=10)": ("edm", {"s_churn": 10.0}, TWO)}
+CHURN = {"edm (s_churn=10)": ("edm", {"s_churn": 10.0}, TWO), "restart (2 × 0.06 → 0.3)": ("restart", {}, TWO)}
 ANCHORS = {  # measured earlier with k-diffusion on this setup (noise draw unknown): (sampler, NFE) -> error
     ("heun", 19): 0.344, ("heun", 35): 0.150, ("dpmpp_2m", 10): 0.650, ("dpmpp_2m", 18): 0.311,
     ("dpmpp_2m", 35): 0.053, ("dpm_2", 19): 0.288, ("lms", 10): 0.747, ("euler", 10): 1.09,
@@ -107,6 +115,8 @@ def run(sampler, options, data, x, sigmas, key=None):
     """``sampler`` jitted on the ideal denoiser of ``data``; stochastic ones get ``key`` (default key 0)."""
     if key is None and not samplers.get(sampler.__name__).deterministic:
         key = jax.random.key(0)  # dpmpp_3m_sde with eta=0 draws (zero-weighted) noise all the same
+    if sampler is samplers.restart:  # it places its restarts on the concrete grid
+        return jax.jit(lambda data, x, key: sampler(ideal_denoiser(data), x, sigmas, key=key, **options))(data, x, key)
     return _jitted(sampler, tuple(sorted(options.items())))(data, x, sigmas, key)
 
 
@@ -425,6 +435,56 @@ def wall_time(out):
     return rows
 
 
+MULTISTEP = {  # label -> (registered sampler, options, steps for an NFE); existing ones first
+    "dpmpp_2m": ("dpmpp_2m", {}, 0),
+    "dpmpp_3m (3m_sde eta=0)": ("dpmpp_3m_sde", {"eta": 0.0}, 0),
+    "unipc-3": ("unipc", {"order": 3}, 0),
+    "lms": ("lms", {}, 0),
+    "ipndm-4": ("ipndm", {"order": 4}, 0),
+    "deis-3": ("deis", {"order": 3}, 0),
+    "ipndm-3 + StepCorrection (per weight)": ("ipndm", {"order": 3, "correction": "identity"}, 0),
+    "deis-3 + afs": ("deis", {"order": 3, "afs": True}, 1),
+}
+EXISTING = ("dpmpp_2m", "dpmpp_3m (3m_sde eta=0)", "unipc-3", "lms")
+
+
+def multistep_time(out, nfes=(5, 10)):
+    """Per-sample wall time of the multistep samplers at equal NFE (float32, batch 256, after compile)."""
+    from jaxdiff.denoisers import gaussian_denoiser
+
+    data, x0 = setup(jnp.float32)
+    denoisers = {"ideal (1797 digits)": ideal_denoiser(data),
+                 "Gaussian (diagonal)": gaussian_denoiser(data.mean(0), var=data.var(0))}
+    rows = []
+    for model, den in denoisers.items():
+        for nfe in nfes:
+            for label, (name, options, extra) in MULTISTEP.items():
+                sig = karras(nfe + extra, dtype=jnp.float32)
+                opts = dict(options)
+                if opts.get("correction") == "identity":
+                    opts["correction"] = samplers.StepCorrection.identity(sig, opts["order"])
+                spec = samplers.get(name)
+                assert spec.nfe(sig, **opts) == nfe
+                f = jax.jit(lambda x, s, spec=spec, den=den, opts=opts: spec.fn(den, x, s, key=jax.random.key(0), **opts))
+                t = _best_time(lambda: f(x0, sig).block_until_ready(), repeats=15)
+                rows.append({"denoiser": model, "nfe": nfe, "sampler": label, "seconds": t, "per_sample_us": t / BATCH * 1e6})
+                print(rows[-1], flush=True)
+    lines = [f"Wall time per sample at equal NFE, float32, batch {BATCH}, best of 15 after compile, {os.cpu_count()} CPU "
+             "cores; ratios to the median and to the fastest of the existing multistep samplers (dpmpp_2m, dpmpp_3m, "
+             "unipc-3, lms) at that NFE and denoiser.", "",
+             "| denoiser | NFE | sampler | µs / sample | / median existing | / fastest existing |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        same = [q["seconds"] for q in rows if q["denoiser"] == r["denoiser"] and q["nfe"] == r["nfe"]
+                and q["sampler"] in EXISTING]
+        r["ratio_median"], r["ratio_fastest"] = r["seconds"] / np.median(same), r["seconds"] / min(same)
+        lines.append(f"| {r['denoiser']} | {r['nfe']} | {r['sampler']} | {r['per_sample_us']:.2f} | "
+                     f"{r['ratio_median']:.2f} | {r['ratio_fastest']:.2f} |")
+    with open(os.path.join(out, "multistep_time.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    return rows
+
+
 def main(argv):
     del argv
     os.makedirs(FLAGS.out, exist_ok=True)
@@ -438,6 +498,8 @@ def main(argv):
         results["grids"] = grids(FLAGS.out)
     if "time" not in FLAGS.skip:
         results["wall_time"] = wall_time(FLAGS.out)
+    if "multistep_time" not in FLAGS.skip:
+        results["multistep_time"] = multistep_time(FLAGS.out)
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
 

@@ -11,10 +11,11 @@ give each sampler's options, NFE rule and determinism; guidance wraps a denoiser
 from jaxdiff.samplers import noise
 from jaxdiff.samplers.adaptive import ODEStats, pf_ode, solve_ode
 from jaxdiff.samplers.base import REGISTRY, SamplerSpec, check_options, get
+from jaxdiff.samplers.corrections import StepCorrection
 from jaxdiff.samplers.ddpm import analytic_dpm_variances, ddim, ddpm, vp_sigmas
-from jaxdiff.samplers.grids import optimise_sigmas
+from jaxdiff.samplers.grids import learn_correction, optimise_sigmas
 from jaxdiff.samplers.guidance import cfg_denoiser, gradient_guidance, inpaint
-from jaxdiff.samplers.multistep import unipc
+from jaxdiff.samplers.multistep import deis, ipndm, unipc
 from jaxdiff.samplers.ode import dpm_2, dpmpp_2m, euler, heun, lms
 from jaxdiff.samplers.score_sde import (
     annealed_langevin,
@@ -24,15 +25,15 @@ from jaxdiff.samplers.score_sde import (
     reverse_sde,
 )
 from jaxdiff.samplers.stochastic import (
-    dpmpp_2m_sde, dpmpp_2s_ancestral, dpmpp_3m_sde, dpmpp_sde, edm, euler_ancestral,
+    dpmpp_2m_sde, dpmpp_2s_ancestral, dpmpp_3m_sde, dpmpp_sde, edm, euler_ancestral, restart,
 )
 
 __all__ = [
     "noise", "REGISTRY", "SamplerSpec", "get", "check_options",
     # ODE
-    "euler", "heun", "dpm_2", "dpmpp_2m", "lms", "unipc",
+    "euler", "heun", "dpm_2", "dpmpp_2m", "lms", "unipc", "ipndm", "deis",
     # stochastic
-    "edm", "euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde",
+    "edm", "euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "restart",
     # VP levels
     "ddpm", "ddim", "analytic_dpm_variances", "vp_sigmas",
     # score SDE
@@ -41,6 +42,6 @@ __all__ = [
     "ODEStats", "solve_ode", "pf_ode",
     # guidance
     "cfg_denoiser", "gradient_guidance", "inpaint",
-    # grids
-    "optimise_sigmas",
+    # grids and learned corrections
+    "optimise_sigmas", "learn_correction", "StepCorrection",
 ]

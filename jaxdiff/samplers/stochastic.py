@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdiff._arrays import concrete
 from jaxdiff.samplers.base import (
@@ -20,7 +22,7 @@ from jaxdiff.samplers.base import (
 )
 from jaxdiff.samplers.noise import BrownianTreeNoise
 
-__all__ = ["edm", "euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"]
+__all__ = ["edm", "euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "restart"]
 
 
 def _steps(x, sigmas):
@@ -232,3 +234,64 @@ def dpmpp_3m_sde(denoiser, x, sigmas, *, key=None, noise=None, eta: float = 1.0,
     (x, *_), traj = run_steps(step, init, _steps(x, sigmas), last=last, trajectory=return_trajectory,
                               state=lambda c: c[0])
     return finish(x, traj, return_trajectory)
+
+
+@register(nfe=lambda n, restarts=2, restart_steps=2, **_: 2 * n - 1 + 2 * restarts * restart_steps,
+          deterministic=False)
+def restart(denoiser, x, sigmas, *, key=None, noise=None, t_min: float = 0.06, t_max: float = 0.3, restarts: int = 2,
+            restart_steps: int = 2, s_noise: float = 1.0, return_trajectory: bool = False, **cond):
+    """Restart sampling (Xu et al., 2023): Heun steps on ``sigmas`` (Euler on the last, to 0); on
+    reaching the level σ_j nearest ``t_min``, ``restarts`` times: add N(0, s_noise² (t_max² - σ_j²))
+    noise (noise step k, levels (t_max, σ_j)), which takes the marginal at σ_j to the one at
+    ``t_max``, then go back down with ``restart_steps`` Heun steps on a Karras grid (rho 7) from
+    ``t_max`` to σ_j. ``sigmas`` must be concrete (not traced); use the default Gaussian noise (a
+    Brownian tree gives every restart of one interval the same draw). The trajectory holds the
+    state after each step of ``sigmas``, restarts folded into the step reaching σ_j.
+    NFE = 2N - 1 + 2 · restarts · restart_steps."""
+    check_nonneg("s_noise", s_noise)
+    for name, v in (("restarts", restarts), ("restart_steps", restart_steps)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    lo, hi = concrete(t_min), concrete(t_max)
+    if lo is None or hi is None or lo.ndim or hi.ndim or not (np.isfinite(lo) and lo > 0 and np.isfinite(hi)):
+        raise ValueError(f"t_min and t_max must be finite floats with t_min > 0, got {t_min!r} and {t_max!r}")
+    j, level = _restart_level(sigmas, float(lo))
+    if not float(hi) > level:
+        raise ValueError(f"t_max must exceed the restart level σ_{j} = {level:.4g} (the grid level nearest "
+                         f"t_min = {t_min}), got {t_max}")
+    noise = noise_source(key, noise)
+    sig, sig_next = step_levels(x, sigmas)
+    rho, top = 7.0, float(hi)
+    ramp = jnp.linspace(0.0, 1.0, restart_steps + 1, dtype=x.dtype)
+    inner = (top ** (1 / rho) + ramp * (level ** (1 / rho) - top ** (1 / rho))) ** rho
+    inner = inner.at[0].set(top).at[-1].set(level)  # (restart_steps + 1,) from t_max down to σ_j
+
+    def heun(x, s):
+        return heun_step(denoiser, x, *s, cond)
+
+    def euler(x, s):
+        return x + (s[1] - s[0]) * derivative(denoiser, x, s[0], cond)
+
+    def again(x, k):
+        eps = noise(key, k, inner[0], inner[-1], x.shape, x.dtype)
+        x = x + eps * (s_noise * math.sqrt(top**2 - level**2))
+        return run_steps(heun, x, (inner[:-1], inner[1:]))[0], None
+
+    x, traj_a = run_steps(heun, x, (sig[:j], sig_next[:j]), trajectory=return_trajectory)
+    x, _ = jax.lax.scan(again, x, jnp.arange(restarts))
+    x_end, traj_b = run_steps(heun, x, (sig[j:], sig_next[j:]), last=euler, trajectory=return_trajectory)
+    traj = jnp.concatenate([traj_a[:-1], x[None], traj_b]) if return_trajectory else None
+    return finish(x_end, traj, return_trajectory)
+
+
+def _restart_level(sigmas, t_min: float) -> tuple[int, float]:
+    """(j, σ_j): the nonzero level of ``sigmas`` (N+1,) nearest ``t_min`` below σ_max, j in 1..N-1."""
+    s = concrete(sigmas)
+    if s is None:
+        raise ValueError("restart needs concrete sigmas (its restart interval starts at the grid level nearest "
+                         "t_min): close over the grid rather than pass it as a traced argument")
+    s = np.asarray(s, np.float64)
+    if s.ndim != 1 or s.shape[0] < 3:
+        raise ValueError(f"restart needs sigmas of at least 3 levels (one between σ_max and 0), got shape {s.shape}")
+    j = 1 + int(np.argmin(np.abs(s[1:-1] - t_min)))
+    return j, float(s[j])

@@ -20,7 +20,10 @@ TINY = [
     "--config.train.batch_size=32", "--config.train.num_steps=2", "--config.train.log_every=1",
     "--config.train.checkpoint_every=2", f"--config.sample.num_steps={NUM_STEPS}", "--config.eval.num_samples=16",
 ]
-OPTIONS = {"annealed_langevin": {"n_steps_each": 2}}  # its default, 100 Langevin steps per level, is slow
+OPTIONS = {
+    "annealed_langevin": {"n_steps_each": 2},  # its default, 100 Langevin steps per level, is slow
+    "ipndm": {"order": 3},  # its default order 4 needs at least 4 steps
+}
 
 
 def config(*overrides):

@@ -49,6 +49,15 @@ def _images(split: str) -> tuple[str, ...]:
     raise ValueError(f"split must be 'train' or 'val', got {split!r}")
 
 
+def photographs(split: str) -> list[np.ndarray]:
+    """The ``split``'s ("train" | "val") photographs, (h, w, 3) float32 in [0, 255], lightly blurred.
+
+    The two splits share no photograph (``TRAIN_IMAGES``, ``VAL_IMAGES``); other synthetic data
+    (e.g. ``jaxdiff.tracking.data``) draws from them to keep the same held-out images.
+    """
+    return [_texture(name) for name in _images(split)]
+
+
 def _rotation(angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[c, -s], [s, c]])

@@ -1,0 +1,182 @@
+"""The tracker: correlation paths, shapes and masks, sliding windows, translation equivariance, joint vs
+alone, overfitting one clip, bad input. A tiny model on 32x32 clips; compiled functions are shared."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxdiff.tracking import correlation, data
+from jaxdiff.tracking.model import CoTracker, to_features
+
+TINY = CoTracker(window=4, iters=2, levels=2, dim=16, width=8, hidden=16, heads=2, depth=1, virtual=4)
+SIZE = (32, 32)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    d = data.make_videos("train", 1, SIZE, 8, 6, seed=0)
+    d["queries"][0, :2] = [[7, 10, 12], [3, 20, 8]]  # a point queried in the last frame, one mid-window
+    return d
+
+
+@pytest.fixture(scope="module")
+def params():
+    p = TINY.init(jax.random.key(0))
+    # larger position and visibility heads than at initialisation, so updates are not ~0
+    head = p["updater"]["position_head"]
+    head["kernel"] = jax.random.normal(jax.random.key(1), head["kernel"].shape) * 0.05
+    p["updater"]["visibility_head"]["kernel"] = jnp.ones_like(p["updater"]["visibility_head"]["kernel"]) * 0.1
+    return p
+
+
+@pytest.fixture(scope="module")
+def forward():
+    return jax.jit(TINY.forward)
+
+
+def test_correlation_all_pairs_equals_on_the_fly():
+    k = jax.random.split(jax.random.key(0), 3)
+    fmaps = jax.random.normal(k[0], (2, 3, 12, 10, 8))
+    levels = correlation.pyramid(fmaps, 3)
+    features = jax.random.normal(k[1], (2, 5, 8))
+    coords = jax.random.uniform(k[2], (2, 3, 5, 2), minval=-2, maxval=13)  # some windows leave the map
+    a = correlation.windows_all_pairs(correlation.volumes(features, levels), coords, 2)
+    b = correlation.windows_on_the_fly(features, levels, coords, 2)
+    chex.assert_shape(a, (2, 3, 5, 3 * 25))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    # channel l (2r+1)² + (dx + r)(2r+1) + (dy + r) at an integer position is the pooled feature there
+    c = jnp.full((2, 3, 5, 2), 4.0)
+    window = correlation.windows_all_pairs(correlation.volumes(features, levels), c, 2)
+    np.testing.assert_allclose(window[0, 1, 2, 25 + 3 * 5 + 1], features[0, 2] @ levels[1][0, 1, 1, 3], rtol=1e-5)
+
+
+def test_shapes_initial_tracks_and_frames_before_the_query(clip):
+    params = TINY.init(jax.random.key(0))
+    tracks, vis = TINY.track(params, clip["video"], clip["queries"])
+    chex.assert_shape([tracks, vis], [(1, 8, 6, 2), (1, 8, 6)])
+    query = clip["queries"][:, None, :, 1:]
+    assert float(jnp.abs(tracks - query).max()) < 0.5  # the position head starts near 0: about zero motion
+    before = np.arange(8)[None, :, None] < clip["queries"][:, None, :, 0]
+    assert before.any()
+    np.testing.assert_array_equal(np.asarray(tracks)[before], np.broadcast_to(query, tracks.shape)[before])
+    assert np.all(np.asarray(vis)[before] == 0) and np.all((0 <= np.asarray(vis)) & (np.asarray(vis) <= 1))
+
+
+def test_a_window_alone_equals_the_window_inside_the_clip(clip, params, forward):
+    video, queries = jnp.asarray(clip["video"]), jnp.asarray(clip["queries"])
+    coords, vis, (cs, vs) = forward(params, video, queries)
+    count, padded = TINY.windows(8)
+    assert cs.shape == (count, TINY.iters, 1, 4, 6, 2) and coords.shape == (1, padded, 6, 2)
+    fmaps = jax.jit(TINY.features)(params, video)
+    levels = [level[:, 2:6] for level in correlation.pyramid(fmaps, TINY.levels)]  # window 1: frames 2..5
+    frames = queries[..., 0].astype(int) - 2
+    copy = (frames < 2)[:, None, :]
+    prev, prev_vis = cs[0, -1][:, 2:4], vs[0, -1][:, 2:4]  # window 0's estimates of frames 2, 3
+    init = jnp.where(copy[..., None], jnp.concatenate([prev, prev[:, -1:], prev[:, -1:]], 1),
+                     to_features(queries[:, None, :, 1:]))
+    vis0 = jnp.where(copy, jnp.concatenate([prev_vis, prev_vis[:, -1:], prev_vis[:, -1:]], 1), 0.0)
+    alone = jax.jit(TINY.refine_window)(params, levels, TINY.track_features(fmaps, queries), frames, init, vis0)
+    np.testing.assert_allclose(alone[0], cs[1], atol=1e-5)
+    np.testing.assert_allclose(alone[1], vs[1], atol=1e-5)
+    # end to end: the first window alone (the clip's first 4 frames) gives the clip's first 2 frames
+    first = queries.at[..., 0].min(3).at[..., 1:].set(queries[..., 1:])
+    tracks, visibility = TINY.track(params, video, first)
+    short, short_vis = TINY.track(params, video[:, :4], first)
+    np.testing.assert_allclose(short[:, :2], tracks[:, :2], atol=1e-5)
+    np.testing.assert_allclose(short_vis[:, :2], visibility[:, :2], atol=1e-6)
+
+
+def test_all_pairs_and_on_the_fly_trackers_agree(clip, params):
+    tracks, vis = TINY.track(params, clip["video"], clip["queries"])
+    fly = CoTracker(**{**TINY.__dict__, "corr": "on_the_fly"})
+    tracks2, vis2 = fly.track(params, clip["video"], clip["queries"])
+    np.testing.assert_allclose(tracks, tracks2, atol=1e-4)
+    np.testing.assert_allclose(vis, vis2, atol=1e-5)
+    assert TINY.corr_mode(1, 1024, 270, 480) == "on_the_fly" and TINY.corr_mode(1, 64, 16, 16) == "all_pairs"
+
+
+def test_translation_equivariance(clip, params):
+    """The clip on a black canvas, placed 8 px further right and down (the coarsest level's stride): the
+    tracks move by 8 px and nothing else changes, as long as no computation reaches the canvas border."""
+
+    def place(offset):
+        canvas = np.zeros((1, 8, 160, 160, 3), np.float32)
+        canvas[:, :, offset:offset + 32, offset:offset + 32] = clip["video"]
+        return canvas, clip["queries"] + [0, offset, offset]
+
+    a, va = TINY.track(params, *place(56))
+    b, vb = TINY.track(params, *place(64))
+    np.testing.assert_allclose(np.asarray(b) - 8, a, atol=1e-4)
+    np.testing.assert_allclose(vb, va, atol=1e-5)
+
+
+def test_masks_and_joint_tracking(clip, params, forward):
+    """A point not yet queried in a window is invisible to the others there; an active point changes the
+    others' estimates through space attention, unless points are tracked alone (virtual=0)."""
+    video, queries = jnp.asarray(clip["video"]), jnp.asarray(clip["queries"]).at[:, 1:, 0].set(0)
+
+    def others(forward, params, frame, xy):  # the estimates of points 1.. with point 0 queried at (frame, xy)
+        q = queries.at[0, 0].set(jnp.array([frame, *xy], jnp.float32))
+        return forward(params, video, q)[2][0][..., 1:, :]
+
+    late_a, late_b = others(forward, params, 7, (5, 5)), others(forward, params, 7, (25, 20))
+    np.testing.assert_array_equal(late_a[:2], late_b[:2])  # windows 0, 1: point 0 is inactive
+    assert float(jnp.abs(late_a[2] - late_b[2]).max()) > 1e-3  # window 2: it is read
+    early_a, early_b = others(forward, params, 0, (5, 5)), others(forward, params, 0, (25, 20))
+    assert float(jnp.abs(early_a[0] - early_b[0]).max()) > 1e-3
+    alone = CoTracker(**{**TINY.__dict__, "virtual": 0})
+    p = alone.init(jax.random.key(0))
+    p["updater"]["position_head"] = params["updater"]["position_head"]
+    single = jax.jit(alone.forward)
+    np.testing.assert_array_equal(others(single, p, 0, (5, 5)), others(single, p, 0, (25, 20)))
+
+
+def test_overfits_one_clip():
+    d = data.make_videos("train", 1, SIZE, 8, 6, seed=5)
+    batch = {k: jnp.asarray(v) for k, v in d.items()}
+    params = TINY.init(jax.random.key(0))
+    opt = optax.adam(3e-3)
+
+    @jax.jit
+    def step(p, s):
+        (loss, terms), g = jax.value_and_grad(TINY.loss, has_aux=True)(p, batch)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s, terms
+
+    state = opt.init(params)
+    _, _, first = step(params, state)
+    for _ in range(150):
+        params, state, terms = step(params, state)
+    assert float(terms["loss"]) < 0.3 * float(first["loss"])
+    assert float(terms["epe"]) < 0.3 * float(first["epe"])
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda v, q: (v[:, :3], q.at[..., 0].set(0)), "fewer than one window"),
+    (lambda v, q: (v, q.at[0, 0, 0].set(8)), "query frames"),
+    (lambda v, q: (v, q.at[0, 0, 0].set(1.5)), "query frames"),
+    (lambda v, q: (v, q.at[0, 0, 1].set(31.5)), "points"),
+    (lambda v, q: (v, q.at[0, 0, 2].set(-0.1)), "points"),
+    (lambda v, q: (v.at[0, 1, 2, 3, 0].set(jnp.nan), q), "video must be finite"),
+    (lambda v, q: (v.at[0, 1, 2, 3, 0].set(jnp.inf), q), "video must be finite"),
+    (lambda v, q: (v, q.at[0, 0, 1].set(jnp.nan)), "queries must be finite"),
+    (lambda v, q: (v[..., :2], q), "video must have shape"),
+    (lambda v, q: (v, q[..., :2]), "queries must have shape"),
+    (lambda v, q: (v[:, :, :7], q), "at least 8 pixels"),
+])
+def test_bad_input_names_the_argument(clip, change, match):
+    video, queries = change(jnp.asarray(clip["video"]), jnp.asarray(clip["queries"]).at[..., 0].set(0))
+    with pytest.raises(ValueError, match=match):
+        TINY.track(None, video, queries)
+
+
+def test_bad_settings():
+    for kwargs, match in [(dict(window=5), "window"), (dict(hidden=30, heads=4), "hidden"),
+                          (dict(corr="dense"), "corr"), (dict(virtual=-1), "virtual")]:
+        with pytest.raises(ValueError, match=match):
+            CoTracker(**kwargs)

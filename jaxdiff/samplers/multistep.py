@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff._checks import check_sigmas
 from jaxdiff.samplers.base import denoise, finish, register, run_steps, step_levels
 from jaxdiff.samplers.corrections import StepCorrection
 
@@ -199,6 +200,7 @@ def deis_coeffs(sigmas, order: int):
 
 
 def _check_adams(name, sigmas, order, afs):
+    check_sigmas(sigmas)
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 1 <= order <= MAX_ORDER:
         raise ValueError(f"order must be an int in 1..{MAX_ORDER}, got {order!r}")
     if not isinstance(afs, (bool, np.bool_)):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff._arrays import concrete
+from jaxdiff._checks import check_sigmas
 from jaxdiff.samplers.base import (
     ancestral_step, check_nonneg, denoise, derivative, finish, heun_step, noise_source, register, run_steps,
     step_levels,
@@ -248,6 +249,7 @@ def restart(denoiser, x, sigmas, *, key=None, noise=None, t_min: float = 0.06, t
     Brownian tree gives every restart of one interval the same draw). The trajectory holds the
     state after each step of ``sigmas``, restarts folded into the step reaching σ_j.
     NFE = 2N - 1 + 2 · restarts · restart_steps."""
+    check_sigmas(sigmas)
     check_nonneg("s_noise", s_noise)
     for name, v in (("restarts", restarts), ("restart_steps", restart_steps)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:

@@ -19,13 +19,13 @@ The parsed table is cached as an .npz under ``cache_dir`` (about 6 s to build, t
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from jaxdiff.data.cache import cached_arrays
 from jaxdiff.data.qm9 import read_qm9
 
 VOCABULARY = ("H", "C", "N", "O", "F")
@@ -93,21 +93,11 @@ def _parse_qm9() -> tuple[list[list[str]], list[np.ndarray], np.ndarray]:
 
 
 def _with_hydrogens(cache_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-    path = Path(cache_dir).expanduser() / f"qm9_3d_v{_VERSION}.npz"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent processes build once; the others wait
-            if not path.exists():
-                elements, coords, index = _parse_qm9()
-                data = pack_point_clouds(elements, coords)
-                data["index"] = index
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                with open(tmp, "wb") as f:
-                    np.savez(f, **data)
-                os.replace(tmp, path)
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    def build():
+        elements, coords, index = _parse_qm9()
+        return {**pack_point_clouds(elements, coords), "index": index}
+
+    return cached_arrays(Path(cache_dir) / f"qm9_3d_v{_VERSION}.npz", build)
 
 
 def heavy_atom_view(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

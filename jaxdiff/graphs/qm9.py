@@ -12,7 +12,6 @@ build statistics) under ``cache_dir``.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, RDLogger
 
+from jaxdiff.data.cache import cached_arrays
 from jaxdiff.data.qm9 import read_qm9
 from jaxdiff.graphs.metrics import PROPERTIES, mol_properties
 from jaxdiff.graphs.molecules import ints_to_mol, mol_to_ints
@@ -84,27 +84,17 @@ def load_qm9(max_nodes: int = 9, *, cache_dir: str | os.PathLike = "~/.cache/jax
     if max_nodes < 1:
         raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
     path = Path(cache_dir).expanduser() / f"qm9_v{_VERSION}_n{max_nodes}.npz"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent processes build once; the others wait
-            if not path.exists():
-                _build_cache(path, max_nodes)
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    return cached_arrays(path, lambda: _build(path, max_nodes))
 
 
-def _build_cache(path: Path, max_nodes: int) -> None:
+def _build(path: Path, max_nodes: int) -> dict[str, np.ndarray]:
     start = time.perf_counter()
     data, skipped = build_qm9(max_nodes)
     seconds = time.perf_counter() - start
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **data)
-    os.replace(tmp, path)
     info = {"kept": len(data["index"]), "skipped": skipped, "build_seconds": round(seconds, 1)}
     path.with_suffix(".json").write_text(json.dumps(info, indent=1))
     print(f"QM9: built in {seconds:.1f} s, kept {info['kept']}, skipped {skipped}; cached at {path}")
+    return data
 
 
 def subset(data: dict[str, np.ndarray], idx) -> dict[str, np.ndarray]:

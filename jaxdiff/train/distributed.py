@@ -36,7 +36,10 @@ def initialize(
 
     Arguments left out are read from the environment ``launch_local`` sets (``JAXDIFF_COORDINATOR_ADDRESS``,
     ``JAXDIFF_NUM_PROCESSES``, ``JAXDIFF_PROCESS_ID``); failing those, JAX detects them (TPU VMs,
-    SLURM, Open MPI, Kubernetes: ``jax.distributed.initialize()``). CPU collectives use gloo.
+    SLURM, Open MPI, Kubernetes: ``jax.distributed.initialize()``). CPU collectives use gloo, and a
+    multi-process CPU run compiles afresh rather than load from JAX's persistent compilation cache: with
+    jaxlib 0.12.1 an executable with gloo collectives loaded from that cache never finishes its first
+    collective (every process waits forever; jaxlib 0.10.2 and 0.12.0 are unaffected).
 
     Time bounds: a process other than 0 that cannot reach the coordinator (``"host:port"``, served by
     process 0) within ``timeout_s`` raises ``TimeoutError`` naming the address; JAX aborts a process
@@ -66,6 +69,8 @@ def initialize(
         heartbeat_timeout_seconds=heartbeat_timeout_s,
         shutdown_timeout_seconds=shutdown_timeout_s,
     )
+    if jax.process_count() > 1 and jax.default_backend() == "cpu":
+        jax.config.update("jax_enable_compilation_cache", False)
 
 
 def _wait_for_coordinator(address: str, process_id: int, num_processes: int | None, timeout_s: float,

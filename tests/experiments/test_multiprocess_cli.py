@@ -19,7 +19,6 @@ import pytest
 
 from jaxdiff.train import distributed
 from tests.experiments.conftest import ROOT, TINY_TOY
-from tests.train.test_multiprocess import skip_where_fit_hangs
 
 ARGS = TINY_TOY + ["--config.train.num_steps=40", "--config.train.log_every=20",
                    "--config.train.checkpoint_every=20"]
@@ -32,7 +31,6 @@ def launch(*args, timeout=300):
 
 
 def test_two_processes_write_once_and_one_process_evaluates_their_checkpoint(tmp_path, run_cli):
-    skip_where_fit_hangs()
     workdir = str(tmp_path / "run")
     done = launch(f"--workdir={workdir}", *ARGS)
     assert done.returncode == 0, done.stdout + done.stderr

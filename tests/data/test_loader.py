@@ -141,6 +141,21 @@ def test_tfds_through_the_pipeline():
     assert images.min() >= -1.0 and images.max() <= 1.0
 
 
+def test_tfds_source_reads_a_prepared_data_set_as_written(tmp_path):
+    """A data set prepared by TFDS itself (``download_and_prepare``, ArrayRecord of PNGs), not a mock."""
+    pytest.importorskip("tensorflow_datasets")
+    from experiments.bench.input_pipeline import cifar_like, write_tfds
+    from jaxdiff.data.tfds import TFDSSource
+
+    images, labels = cifar_like(12)
+    source = TFDSSource(write_tfds(images, labels, str(tmp_path)), data_dir=str(tmp_path))
+    assert len(source) == 12
+    batch = source.get(np.arange(12))  # TFDS stores examples in an order of its own (hashed keys)
+    order = [next(j for j in range(12) if np.array_equal(images[j], x)) for x in batch["image"]]
+    assert sorted(order) == list(range(12))
+    np.testing.assert_array_equal(batch["label"], labels[order])
+
+
 def test_example_keys_depend_on_seed_epoch_and_index_only():
     idx = np.array([5, 1, 7])
     keys = transforms.example_keys(0, 2, idx)

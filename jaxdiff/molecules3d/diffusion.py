@@ -5,7 +5,8 @@ channels) next to continuous atom features (``features.scale_features``), paddin
 (B, n) passed to the network as ``mask=``. Noise is CoM-free on the positions and i.i.d. on the
 features of real atoms, so ``y + sigma * n`` stays in the subspace; the ``EGNNDynamics`` network keeps
 its output there, and so do ``jaxdiff.precond.denoiser`` and any sampler whose updates are linear
-combinations of the state and denoiser outputs (e.g. Heun, DPM-Solver++), started from ``prior``.
+combinations of the state and denoiser outputs (e.g. Heun, DPM-Solver++), started from ``prior``;
+stochastic samplers stay there given ``noise=SubspaceNoise(mask)``.
 The loss is the house's EDM loss with the squared error summed and divided by the free dimensions
 (n_real - 1) · d + n_real · F of each molecule.
 """
@@ -79,3 +80,36 @@ def denoising_loss(net, precond, sigma_noise, *, dims: int = 3):
         return loss, {"loss": loss, "mse": jnp.mean(per_example)}
 
     return loss_fn
+
+
+class SubspaceNoise:
+    """A noise source of ``jaxdiff.samplers`` (``noise=``) for the state of ``pack``: the draws of ``base``
+    projected onto the zero-centre-of-mass subspace on the first ``dims`` channels and zeroed on the
+    padding of the features. The projection of a standard normal is the standard normal of the
+    subspace, so stochastic samplers (EDM churn, ancestral, SDE) keep the state there.
+
+    Args:
+        mask: (B, n) the real atoms of the state being sampled; every row selects at least one.
+        dims: the spatial dimension d.
+        base: the noise source to project (``jaxdiff.samplers.noise``); None: i.i.d. Gaussian draws.
+    """
+
+    def __init__(self, mask, dims: int = 3, base=None):
+        mask = jnp.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"mask must have shape (B, n), got {mask.shape}")
+        check_point_cloud(jnp.zeros(mask.shape + (dims,)), mask)
+        self.mask, self.dims, self.base = mask, dims, base
+
+    def __call__(self, key, step, level, level_next, shape, dtype):
+        if tuple(shape[:2]) != self.mask.shape or len(shape) != 3 or shape[2] <= self.dims:
+            raise ValueError(f"shape must be (B, n, dims + F) with (B, n) = {self.mask.shape} and dims="
+                             f"{self.dims}, got {tuple(shape)}")
+        if self.base is None:
+            if key is None:
+                raise ValueError("key is required for SubspaceNoise without base (pass key=jax.random.key(seed))")
+            z = jax.random.normal(jax.random.fold_in(key, step), shape, dtype)
+        else:
+            z = self.base(key, step, level, level_next, shape, dtype)
+        m = self.mask.astype(z.dtype)[..., None]
+        return jnp.concatenate([remove_mean(z[..., :self.dims], self.mask), z[..., self.dims:] * m], axis=-1)

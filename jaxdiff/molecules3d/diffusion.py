@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff import precond as precond_lib
-from jaxdiff._arrays import bcast
+from jaxdiff._arrays import bcast, concrete
 from jaxdiff.molecules3d.com import check_point_cloud, com_free_normal, remove_mean
 
 
@@ -113,3 +113,40 @@ class SubspaceNoise:
             z = self.base(key, step, level, level_next, shape, dtype)
         m = self.mask.astype(z.dtype)[..., None]
         return jnp.concatenate([remove_mean(z[..., :self.dims], self.mask), z[..., self.dims:] * m], axis=-1)
+
+
+def sample_masks(key, distribution, num: int) -> jax.Array:
+    """bool (num, n_max): the first n slots of each row real, n drawn from ``distribution``.
+
+    Args:
+        key: a PRNG key.
+        distribution: (n_max + 1,) probabilities of each atom count 0..n_max (zero at 0), e.g.
+            ``jaxdiff.data.qm9_3d.node_count_distribution``.
+        num: the number of masks.
+    """
+    p = jnp.asarray(distribution, jnp.float32)
+    values = concrete(p)
+    if p.ndim != 1 or p.shape[0] < 2:
+        raise ValueError(f"distribution must have shape (n_max + 1,) with n_max >= 1, got {p.shape}")
+    if values is not None and (values[0] != 0 or (values < 0).any() or abs(values.sum() - 1) > 1e-4):
+        raise ValueError("distribution must be probabilities over 0..n_max summing to 1, zero at 0")
+    n = jax.random.categorical(key, jnp.log(p), shape=(num,))
+    return jnp.arange(p.shape[0] - 1)[None, :] < n[:, None]
+
+
+def decode(xh, mask, num_types: int, dims: int = 3) -> tuple[jax.Array, jax.Array]:
+    """(positions (B, n, dims), atoms int32 (B, n)) of a sampled state: atom types are the argmax of the
+    one-hot channels (``features.scale_features`` layout: ``num_types`` one-hot channels, then the
+    charge), -1 on padding.
+
+    Args:
+        xh: (B, n, dims + num_types + 1) states.
+        mask: (B, n) the real atoms.
+        num_types: K, the number of atom types.
+        dims: the spatial dimension d.
+    """
+    xh, m = check_point_cloud(xh, mask, "xh")
+    if xh.shape[-1] != dims + num_types + 1:
+        raise ValueError(f"xh must have dims + num_types + 1 = {dims + num_types + 1} channels, got {xh.shape[-1]}")
+    atoms = jnp.argmax(xh[..., dims:dims + num_types], axis=-1).astype(jnp.int32)
+    return xh[..., :dims] * m[..., None], jnp.where(m > 0, atoms, -1)

@@ -162,3 +162,22 @@ def test_subspace_noise_is_the_subspace_normal_and_projects_any_base():
         diffusion.SubspaceNoise(jnp.ones(3, bool))
     with pytest.raises(ValueError, match="key is required"):
         noise(None, 0, 1.0, 0.5, (2, 5, 4), jnp.float32)
+
+
+def test_sample_masks_follow_the_count_distribution_and_decode_reads_types():
+    p = np.array([0, 0.2, 0.0, 0.8])
+    masks = np.asarray(diffusion.sample_masks(jax.random.key(0), p, 4000))
+    counts = masks.sum(axis=1)
+    assert masks.shape == (4000, 3) and set(np.unique(counts)) == {1, 3}
+    np.testing.assert_allclose(np.mean(counts == 3), 0.8, atol=0.03)
+    np.testing.assert_array_equal(masks, np.arange(3)[None] < counts[:, None])  # real atoms first
+    with pytest.raises(ValueError, match="distribution must be probabilities"):
+        diffusion.sample_masks(jax.random.key(0), np.array([0.5, 0.5]), 2)
+    mask = np.array([[True, True, False]])
+    h = features.scale_features(qm9_3d.one_hot(np.array([[3, 0, -1]]), 5), np.array([[8, 1, 0]]))
+    xh = diffusion.pack(np.arange(9.0).reshape(1, 3, 3), h, mask)
+    pos, atoms = diffusion.decode(xh + 0.05, mask, 5)
+    np.testing.assert_array_equal(atoms, [[3, 0, -1]])
+    np.testing.assert_allclose(pos, np.where(mask[..., None], xh[..., :3] + 0.05, 0))
+    with pytest.raises(ValueError, match="xh must have dims \\+ num_types \\+ 1 = 8 channels"):
+        diffusion.decode(xh, mask, 4)

@@ -21,6 +21,7 @@ import numpy as np
 from experiments.checks import choose, fail, positive
 from experiments.tasks import Experiment
 from experiments.tasks.diffusion import check_sampler, sigmas
+from jaxdiff import samplers
 
 MODES = ("train", "sample", "eval")
 
@@ -32,8 +33,6 @@ def validate(config) -> None:
     positive(config, "model", "hidden", "num_blocks", "sublayers", "coords_range", "normalization_factor")
     positive(config, "diffusion", "sigma_data", "P_std")
     check_sampler(config)
-    from jaxdiff import samplers
-
     if samplers.get(config.sample.sampler).nfe(sigmas(config.sample), **dict(config.sample.options)) is None:
         fail("sample.sampler", f"{config.sample.sampler!r} is adaptive; choose a fixed-grid sampler")
     positive(config, "eval", "num_samples", "batch_size")
@@ -77,7 +76,7 @@ def build_model(config):
 
 def build_sampler(config, net, pre, num_types: int):
     """Jitted ``sample(params, key, mask) -> (positions (B, n, 3), atoms (B, n))`` with ``config.sample``."""
-    from jaxdiff import precond, samplers
+    from jaxdiff import precond
     from jaxdiff.molecules3d import diffusion
 
     cfg = config.sample

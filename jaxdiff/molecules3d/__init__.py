@@ -4,5 +4,6 @@
 it; ``com`` the zero-centre-of-mass subspace (projection, Gaussian noise and log-density with
 (n - 1) · d degrees of freedom); ``features`` the scaling of categorical atom features; ``diffusion``
 the state, noise, prior and EDM loss on the house's denoiser seam; ``qm9`` the QM9 point clouds split
-consistently with the graph benchmarks of ``jaxdiff.graphs.qm9``.
+consistently with the graph benchmarks of ``jaxdiff.graphs.qm9``; ``stability`` bond orders from
+distances and atom/molecule stability; ``chem`` RDKit validity, uniqueness and novelty; ``plot`` 3-D views.
 """

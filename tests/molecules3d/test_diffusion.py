@@ -105,3 +105,79 @@ def test_overfits_water_and_heun_samples_its_geometry(water, trained):
     assert np.median(np.abs(charges - expected)) < 0.5 and np.abs(charges - expected).max() < 1.5
     error = np.abs(pairwise(out[:, :3, :3]) - pairwise(np.asarray(water["xh"][:1, :3, :3])))
     assert np.median(error) < 0.1 and error.max() < 0.3, error  # O-H 0.96 A, H-H 1.51 A
+
+
+STOCHASTIC = ("edm", "euler_ancestral", "dpmpp_2m_sde", "restart", "ddpm")
+SAMPLER_OPTIONS = {"edm": dict(s_churn=40.0)}
+
+
+@pytest.fixture(scope="module")
+def padded_prior():
+    mask = jnp.arange(7)[None, :] < jnp.array([[7], [4], [1]])
+    return mask, diffusion.prior(jax.random.key(0), mask, 2, 80.0)
+
+
+def gaussian_denoiser(x, sigma):
+    """The exact denoiser of N(0, I) data on the subspace: linear, so it keeps the state there."""
+    return x / (1 + jnp.reshape(sigma, (-1, 1, 1)) ** 2)
+
+
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_stochastic_samplers_stay_in_the_subspace_with_subspace_noise(name, padded_prior):
+    mask, x = padded_prior
+    sigmas = schedules.karras(8, 0.002, 80.0)
+    options = SAMPLER_OPTIONS.get(name, {})
+
+    def run(x, noise):
+        fn = samplers.get(name).fn
+        return jax.jit(lambda x: fn(gaussian_denoiser, x, sigmas, key=jax.random.key(1), noise=noise, **options))(x)
+
+    out = run(x, diffusion.SubspaceNoise(mask))
+    com = jnp.sum(out[..., :3], axis=1) / jnp.sum(mask, axis=1)[:, None]
+    assert jnp.abs(com).max() <= 1e-6
+    assert jnp.all(out[~mask] == 0)
+    if name == "edm":  # the control: the default i.i.d. noise leaves the subspace
+        free = run(x, samplers.noise.gaussian)
+        assert jnp.abs(jnp.sum(free[..., :3] * mask[..., None], axis=1)).max() > 1e-2
+        assert jnp.abs(free[~mask]).max() > 1e-2
+
+
+def test_subspace_noise_is_the_subspace_normal_and_projects_any_base():
+    mask = jnp.arange(5)[None, :] < jnp.array([[5], [3]])
+    noise = diffusion.SubspaceNoise(mask)
+    z = jax.jit(jax.vmap(lambda k: noise(k, 0, 1.0, 0.5, (2, 5, 4), jnp.float32)))(
+        jax.random.split(jax.random.key(0), 4000))
+    # positions: covariance of the projection (1 - 1/n on the diagonal); features: 1 on real atoms, 0 on padding
+    np.testing.assert_allclose(jnp.var(z[:, 0, :, 0]), 1 - 1 / 5, atol=0.05)
+    np.testing.assert_allclose(jnp.var(z[:, 1, :3, 1]), 1 - 1 / 3, atol=0.05)
+    np.testing.assert_allclose(jnp.var(z[:, 1, :3, 3]), 1.0, atol=0.06)
+    assert jnp.all(z[:, 1, 3:] == 0)
+    tree = samplers.noise.BrownianTreeNoise(0.01, 1.0)
+    w = diffusion.SubspaceNoise(mask, base=tree)(jax.random.key(0), 0, 1.0, 0.5, (2, 5, 4), jnp.float32)
+    b = tree(jax.random.key(0), 0, 1.0, 0.5, (2, 5, 4), jnp.float32)
+    np.testing.assert_allclose(w, diffusion.pack(b[..., :3], b[..., 3:], mask), atol=1e-6)
+    with pytest.raises(ValueError, match="shape must be"):
+        noise(jax.random.key(0), 0, 1.0, 0.5, (2, 4, 4), jnp.float32)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        diffusion.SubspaceNoise(jnp.ones(3, bool))
+    with pytest.raises(ValueError, match="key is required"):
+        noise(None, 0, 1.0, 0.5, (2, 5, 4), jnp.float32)
+
+
+def test_sample_masks_follow_the_count_distribution_and_decode_reads_types():
+    p = np.array([0, 0.2, 0.0, 0.8])
+    masks = np.asarray(diffusion.sample_masks(jax.random.key(0), p, 4000))
+    counts = masks.sum(axis=1)
+    assert masks.shape == (4000, 3) and set(np.unique(counts)) == {1, 3}
+    np.testing.assert_allclose(np.mean(counts == 3), 0.8, atol=0.03)
+    np.testing.assert_array_equal(masks, np.arange(3)[None] < counts[:, None])  # real atoms first
+    with pytest.raises(ValueError, match="distribution must be probabilities"):
+        diffusion.sample_masks(jax.random.key(0), np.array([0.5, 0.5]), 2)
+    mask = np.array([[True, True, False]])
+    h = features.scale_features(qm9_3d.one_hot(np.array([[3, 0, -1]]), 5), np.array([[8, 1, 0]]))
+    xh = diffusion.pack(np.arange(9.0).reshape(1, 3, 3), h, mask)
+    pos, atoms = diffusion.decode(xh + 0.05, mask, 5)
+    np.testing.assert_array_equal(atoms, [[3, 0, -1]])
+    np.testing.assert_allclose(pos, np.where(mask[..., None], xh[..., :3] + 0.05, 0))
+    with pytest.raises(ValueError, match="xh must have dims \\+ num_types \\+ 1 = 8 channels"):
+        diffusion.decode(xh, mask, 4)

@@ -1,0 +1,64 @@
+"""The 3-D molecule task through the runner (``experiments.run.run``, what ``python -m experiments.run``
+calls) on a tiny EGNN, and its config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import cli, run
+from experiments.checks import ConfigError
+from experiments.configs import qm9_3d
+
+TINY = {
+    "data.num_train": 256, "model.hidden": 8, "model.num_blocks": 1, "train.batch_size": 8,
+    "train.num_steps": 2, "train.log_every": 1, "train.checkpoint_every": 2, "sample.num_steps": 2,
+    "sample.sampler": "edm", "sample.options.s_churn": 10.0, "eval.num_samples": 6, "eval.batch_size": 6,
+}
+
+
+def tiny(**changes):
+    c = qm9_3d.get_config()
+    cli.apply_overrides(c, [f"{k}={v}" for k, v in (TINY | changes).items()])
+    return c
+
+
+def test_runner_trains_samples_in_the_subspace_and_scores(tmp_path):
+    wd = str(tmp_path / "run")
+    returned = run.run(tiny(), wd, progress=False)
+    for name in ("metrics.json", "molecules.png", "samples.npz", "config.json"):
+        assert os.path.exists(os.path.join(wd, name)), name
+    with open(os.path.join(wd, "metrics.json")) as f:
+        m = json.load(f)
+    assert m["samples"] == returned["samples"]
+    assert m["step"] == 2 and m["num_samples"] == 6 and m["sampler"] == "edm" and m["num_params"] > 0
+    for scores in (m["samples"], m["held-out real molecules"]):
+        assert set(scores) == {"atom_stability", "molecule_stability", "validity", "uniqueness", "valid_unique",
+                               "nonfinite"}
+        assert all(0 <= v <= 1 for v in scores.values())
+    assert m["held-out real molecules"]["atom_stability"] > 0.9
+    s = np.load(os.path.join(wd, "samples.npz"))
+    mask = s["mask"]
+    assert s["positions"].shape == (6, 29, 3) and np.all(s["atoms"][~mask] == -1) and np.all(s["positions"][~mask] == 0)
+    assert np.all(s["atoms"][mask] >= 0) and np.all(s["atoms"][mask] < 5)
+    centre = s["positions"].sum(axis=1) / mask.sum(axis=1)[:, None]
+    # churned (stochastic) sampling kept the centre of mass at zero, up to float32 rounding of the positions
+    assert np.abs(centre).max() <= 1e-6 * max(1.0, np.abs(s["positions"]).max())
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"data.name": "zinc"}, "config.data.name: unknown 'zinc'; choose one of qm9"),
+    ({"data.num_train": -1}, "config.data.num_train: must be >= 0"),
+    ({"model.hidden": 0}, "config.model.hidden: must be > 0, got 0"),
+    ({"diffusion.sigma_data": 0.0}, "config.diffusion.sigma_data: must be > 0"),
+    ({"sample.sampler": "heun"}, "config.sample.options: sampler 'heun' takes no option 's_churn'"),
+    ({"sample.sampler": "pf_ode", "sample.options": "{}"}, "config.sample.sampler: 'pf_ode' is adaptive; choose a fixed-grid sampler"),
+    ({"sample.sampler": "nope"}, "config.sample.sampler: "),
+    ({"eval.batch_size": 0}, "config.eval.batch_size: must be > 0"),
+])
+def test_bad_config_fails_at_start_up_naming_the_field(tmp_path, changes, match):
+    with pytest.raises(ConfigError, match=match):
+        run.check(tiny(**changes), str(tmp_path), "train")

@@ -167,9 +167,11 @@ def heun_step(denoiser: Callable, x: Array, sigma: Array, sigma_next: Array, con
 
 def ancestral_step(sigma: Array, sigma_next: Array, eta=1.0) -> tuple[Array, Array]:
     """(sigma_down, sigma_up): deterministic target level and noise std of an ancestral step,
-    with sigma_down² + sigma_up² = sigma_next² and sigma_up = min(sigma_next, eta·σ_DDPM)."""
+    with sigma_down² + sigma_up² = sigma_next² and sigma_up = min(sigma_next, eta·σ_DDPM). Where
+    sigma ≫ sigma_next, sigma_up rounds to sigma_next and the difference of squares to 0 or, compiled
+    (fused, reassociated), to a tiny negative number: it is clipped at 0."""
     sigma_up = jnp.minimum(sigma_next, eta * jnp.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2))
-    return jnp.sqrt(sigma_next**2 - sigma_up**2), sigma_up
+    return jnp.sqrt(jnp.maximum(sigma_next**2 - sigma_up**2, 0)), sigma_up
 
 
 def noise_source(key, noise, default: Callable = gaussian) -> Callable:

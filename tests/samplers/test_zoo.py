@@ -216,6 +216,16 @@ def test_bad_sigmas_and_shape(problem, name):
         run(lambda x, s: x[:, :2], x, sigmas)
 
 
+@pytest.mark.parametrize("name", [n for n, s in samplers.REGISTRY.items() if not s.deterministic])
+def test_two_steps_from_80_stay_finite_when_compiled(problem, name):
+    """Karras 80 → 0.002 → 0 in float32: an ancestral step's σ_up rounds to σ_next, and compiled, the
+    difference of their squares can round below 0 (it once made euler_ancestral NaN)."""
+    denoiser, x, _ = problem
+    sigmas = schedules.karras(2, 0.002, 80.0)
+    run = jax.jit(lambda x, key: samplers.get(name).fn(denoiser, x, sigmas, key=key, **_options(name)))
+    assert np.isfinite(np.asarray(run(4.0 * x, jax.random.key(0)))).all()
+
+
 def test_registry_lookup_and_options():
     assert samplers.get("heun").fn is samplers.heun
     assert samplers.get("heun").nfe(schedules.karras(18, 0.002, 80.0)) == 35

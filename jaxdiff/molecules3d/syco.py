@@ -125,8 +125,8 @@ def embed(smiles: str, seed: int = 0, max_nodes: int = 9) -> tuple[np.ndarray | 
     """One ETKDGv3 conformer of ``smiles``: (positions (max_nodes, 3) float64 centred on the heavy atoms,
     padding zero, or None if embedding fails; atoms; bonds of ``mol_to_graph``).
 
-    Hydrogens are added for the embedding. ETKDG fails on some strained cages of QM9 (about 2% of
-    molecules; retrying from random coordinates does not rescue them and costs seconds).
+    Hydrogens are added for the embedding. ETKDG fails on some strained cages of QM9 (retrying from
+    random coordinates does not rescue the ones tried and costs seconds each).
 
     Args:
         smiles: the molecule.
@@ -175,9 +175,10 @@ def load_syco_qm9(split: str = "train", limit: int | None = None, seed: int = 0,
                   cache_dir: str | os.PathLike = "~/.cache/jaxdiff/qm9") -> dict[str, np.ndarray]:
     """ETKDG conformers of QM9's graphs (``jaxdiff.graphs.qm9``), split as the graph benchmarks split.
 
-    The split is ``split_qm9(load_qm9(), seed=0, test_fraction=0.1)``; ``limit`` keeps its first rows
-    (about 10 ms per molecule to embed on one core, so the whole set takes over 20 minutes). Cached per
-    (split, limit, seed); the build prints its time per molecule and its embedding failures.
+    The split is ``split_qm9(load_qm9(), seed=0, test_fraction=0.1)``; ``limit`` keeps its first rows, in
+    QM9's order (smaller molecules first: a prefix is not a uniform sample of the split). Embedding takes
+    about 10 ms per molecule on one core, so the whole split takes over 20 minutes. Cached per (split,
+    limit, seed); the build prints its time per molecule and its embedding failures.
 
     Returns:
         the conformer set of the module docstring plus ``smiles`` (N,) (the graph's canonical SMILES),

@@ -1,11 +1,15 @@
 r"""SyCo on QM9: molecular graphs lifted to ETKDG point clouds, a 3-D EDM, and the learned inverse map.
 
     python -m experiments.bench.syco [--train_molecules=20000 --decoder_minutes=5 --generation_minutes=25 \
-        --samples=1000 --out=/tmp/syco]
+        --samples=1000 --reference_size=2000 --out=/tmp/syco]
 
-Data: ETKDGv3 conformers (seed 0, ``jaxdiff.molecules3d.syco.load_syco_qm9``) of the first
-``--train_molecules`` graphs of the graph benchmarks' training split and the first ``--test_molecules`` of
-their test split; molecules ETKDG cannot embed are counted and left out of training and evaluation.
+Data: ETKDGv3 conformers (seed 0, ``jaxdiff.molecules3d.syco.load_syco_qm9``) of ``--train_molecules``
+graphs drawn uniformly at random (permutation seed 0) from the graph benchmarks' training split, and of
+the graph benchmarks' held-out real molecules: the graph task (``experiments/tasks/graph.py``) orders the
+test split by ``default_rng(0).permutation``, draws ``--samples`` condition targets, then the
+``--reference_size`` reference molecules, then ``--samples`` held-out real molecules, and those last are
+the ones lifted here. Molecules ETKDG cannot embed are counted and left out of training and of the
+conformer scores.
 
 Part ``decoder``: a ``GraphDecoder`` (given positions and one-hot atom types, trained with Gaussian noise
 on both) is fitted for ``--decoder_minutes``, then scored on the held-out ETKDG conformers and on the
@@ -18,8 +22,9 @@ trained on the ETKDG point clouds for ``--generation_minutes``, sampled with Heu
 (atom counts from the training distribution), decoded by the decoder and scored with
 ``jaxdiff.graphs.metrics`` as the graph benchmarks are: validity as generated (the decoded molecule
 sanitises), then uniqueness, novelty against the whole graph training split, FCD and MOSES similarities
-against 2,000 other held-out molecules, on the valence-corrected largest fragment. The last row scores
-held-out real molecules the same way.
+against the graph benchmarks' reference molecules, on the valence-corrected largest fragment. The last
+row scores the held-out real molecules (every one, embedded or not) the same way: the graph benchmarks'
+floor, on the same molecules and reference.
 
 Prints markdown tables and writes them with the raw figures to ``--out``.
 """
@@ -167,10 +172,10 @@ def main(argv):
 
     F = flags.FLAGS
     os.makedirs(F.out, exist_ok=True)
-    results = {"flags": {k: F[k].value for k in ("train_molecules", "test_molecules", "decoder_minutes",
-                                                  "generation_minutes", "samples", "sampler_steps")}}
+    results = {"flags": {k: F[k].value for k in ("train_molecules", "samples", "reference_size", "decoder_minutes",
+                                                  "generation_minutes", "sampler_steps")}}
     raw_train = syco.load_syco_qm9("train", F.train_molecules)
-    raw_test = syco.load_syco_qm9("test", F.test_molecules)
+    raw_test = syco.load_syco_qm9("test", F.samples, offset=F.samples + F.reference_size)
     for name, raw in (("train", raw_train), ("test", raw_test)):
         results[f"{name}_conformers"] = {"molecules": int(len(raw["embedded"])),
                                          "failed_to_embed": int((~raw["embedded"]).sum()),
@@ -232,9 +237,10 @@ def main(argv):
         np.savez(os.path.join(F.out, "samples.npz"), xh=out, mask=mask, atoms=atoms, bonds=bonds)
         mols = [syco.to_mol(a, b) for a, b in zip(atoms, bonds)]
         graphs_train, graphs_test = split_qm9(load_qm9(), seed=0, test_fraction=0.1)
-        reference = list(graphs_test["smiles"][F.test_molecules:F.test_molecules + 2000])
+        order = np.random.default_rng(0).permutation(len(graphs_test["smiles"]))
+        reference = list(graphs_test["smiles"][order[F.samples:F.samples + F.reference_size]])
         ref_stats = gm.chemnet_stats(reference)
-        real = [syco.parse_smiles(s) for s in test["smiles"][:F.samples]]
+        real = [syco.parse_smiles(s) for s in raw_test["smiles"]]
         results["generation"] = {
             "steps": edm_steps, "last_loss": edm_last, "sample_seconds": sample_seconds,
             "nfe": 2 * F.sampler_steps - 1,
@@ -248,8 +254,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_integer("train_molecules", 20_000, "First molecules of the graph training split to embed.")
-    flags.DEFINE_integer("test_molecules", 1_000, "First molecules of the graph test split to embed and score.")
+    flags.DEFINE_integer("train_molecules", 20_000, "Random molecules of the graph training split to embed.")
     flags.DEFINE_float("decoder_minutes", 5.0, "Wall-clock budget for training the inverse map.")
     flags.DEFINE_integer("decoder_hidden", 64, "Width of the inverse map.")
     flags.DEFINE_float("position_noise", 0.05, "Std of the decoder's training noise on positions (angstrom).")
@@ -257,7 +262,8 @@ if __name__ == "__main__":
     flags.DEFINE_float("generation_minutes", 25.0, "Wall-clock budget for training the EDM (0: skip generation).")
     flags.DEFINE_integer("edm_hidden", 128, "Width of the EGNN of the EDM.")
     flags.DEFINE_integer("edm_blocks", 4, "EGNN blocks of the EDM.")
-    flags.DEFINE_integer("samples", 1000, "Molecules to generate.")
+    flags.DEFINE_integer("samples", 1000, "Molecules to generate, and held-out real molecules (graph task's num_samples).")
+    flags.DEFINE_integer("reference_size", 2000, "Held-out reference molecules of FCD and similarities (graph task's).")
     flags.DEFINE_integer("sampler_steps", 40, "Heun steps on the Karras grid (2 * steps - 1 NFE).")
     flags.DEFINE_string("out", "/tmp/syco", "Output directory (results.json, samples.txt).")
     app.run(main)

@@ -35,7 +35,7 @@ from jaxdiff.graphs.qm9 import load_qm9, split_qm9
 BOND_TYPES = ("none", "single", "double", "triple", "aromatic")
 _RDKIT_BONDS = (*BONDS, Chem.BondType.AROMATIC)
 _BOND_INDEX = {bond: i for i, bond in enumerate(_RDKIT_BONDS) if bond is not None}
-_VERSION = 1
+_VERSION = 2
 
 
 def parse_smiles(smiles: str) -> Chem.Mol:
@@ -171,14 +171,18 @@ def build_conformers(smiles: Sequence[str], seed: int = 0, max_nodes: int = 9) -
             "num_atoms": mask.sum(axis=1).astype(np.int8), "embedded": embedded}
 
 
-def load_syco_qm9(split: str = "train", limit: int | None = None, seed: int = 0, *,
-                  cache_dir: str | os.PathLike = "~/.cache/jaxdiff/qm9") -> dict[str, np.ndarray]:
-    """ETKDG conformers of QM9's graphs (``jaxdiff.graphs.qm9``), split as the graph benchmarks split.
+def load_syco_qm9(split: str = "train", size: int | None = None, seed: int = 0, *, offset: int = 0,
+                  conformer_seed: int = 0, cache_dir: str | os.PathLike = "~/.cache/jaxdiff/qm9") -> dict[str, np.ndarray]:
+    """ETKDG conformers of a uniformly random subset of QM9's graphs (``jaxdiff.graphs.qm9``), split as the
+    graph benchmarks split.
 
-    The split is ``split_qm9(load_qm9(), seed=0, test_fraction=0.1)``; ``limit`` keeps its first rows, in
-    QM9's order (smaller molecules first: a prefix is not a uniform sample of the split). Embedding takes
-    about 10 ms per molecule on one core, so the whole split takes over 20 minutes. Cached per (split,
-    limit, seed); the build prints its time per molecule and its embedding failures.
+    The split is ``split_qm9(load_qm9(), seed=0, test_fraction=0.1)``; the subset is the rows
+    ``default_rng(seed).permutation(len(split))[offset:offset + size]``, in that order. This is the
+    graph task's own evaluation order of the test split (``experiments/tasks/graph.py``): with seed 0 and
+    1,000 samples, a 2,000-molecule reference, its held-out real molecules are ``size=1000, offset=3000``.
+    Embedding takes about 10 ms per molecule on one core, so the whole split takes over 20 minutes. Cached
+    per (split, size, seed, offset, conformer_seed); the build prints its time per molecule and its
+    embedding failures.
 
     Returns:
         the conformer set of the module docstring plus ``smiles`` (N,) (the graph's canonical SMILES),
@@ -186,25 +190,34 @@ def load_syco_qm9(split: str = "train", limit: int | None = None, seed: int = 0,
 
     Args:
         split: "train" or "test".
-        limit: at most this many molecules (None: the whole split).
-        seed: ETKDG's random seed.
+        size: at most this many molecules (None: the rest of the permutation from ``offset``).
+        seed: seed of the permutation that draws the subset.
+        offset: how many molecules of the permutation to skip (disjoint subsets of one seed).
+        conformer_seed: ETKDG's random seed.
         cache_dir: where the conformers are cached.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be None or >= 1, got {limit}")
-    path = Path(cache_dir).expanduser() / f"syco_v{_VERSION}_{split}_n{limit or 'all'}_seed{seed}.npz"
+    if size is not None and size < 1:
+        raise ValueError(f"size must be None or >= 1, got {size}")
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+    name = f"syco_v{_VERSION}_{split}_n{size or 'all'}_seed{seed}_offset{offset}_etkdg{conformer_seed}.npz"
+    path = Path(cache_dir).expanduser() / name
 
     def build():
         graphs = dict(zip(("train", "test"), split_qm9(load_qm9(), seed=0, test_fraction=0.1)))[split]
-        smiles = graphs["smiles"][:limit]
+        rows = np.random.default_rng(seed).permutation(len(graphs["smiles"]))[offset:]
+        rows = rows[:size]
+        if len(rows) == 0:
+            raise ValueError(f"offset must be below the {split} split's {len(graphs['smiles'])} molecules, got {offset}")
+        smiles = graphs["smiles"][rows]
         start = time.perf_counter()
-        data = build_conformers(list(smiles), seed)
+        data = build_conformers(list(smiles), conformer_seed)
         seconds = time.perf_counter() - start
         print(f"SyCo {split}: {len(smiles)} conformers in {seconds:.1f} s ({1e3 * seconds / len(smiles):.1f} ms "
               f"each), {int((~data['embedded']).sum())} failed to embed; cached at {path}")
-        return data | {"smiles": smiles, "index": graphs["index"][:limit], "build_seconds": np.float64(seconds)}
+        return data | {"smiles": smiles, "index": graphs["index"][rows], "build_seconds": np.float64(seconds)}
 
     return cached_arrays(path, build)
 

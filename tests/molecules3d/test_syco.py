@@ -1,4 +1,5 @@
-"""SyCo conformers: ETKDG geometry of known molecules, graph round trips, cache, alignment, bad input."""
+"""SyCo conformers: ETKDG geometry of known molecules, graph round trips, seeded subsets and their cache,
+alignment, bad input."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
+from jaxdiff.graphs.qm9 import load_qm9, split_qm9
 from jaxdiff.molecules3d import syco
 
 
@@ -40,10 +42,10 @@ def test_graph_round_trip_keeps_aromaticity_and_pyrrole_hydrogen():
     assert syco.to_mol(np.full(9, -1), np.zeros((9, 9), int)) is None
 
 
-def test_cache_is_deterministic(tmp_path):
-    first = syco.load_syco_qm9("test", limit=6, cache_dir=tmp_path / "a")
-    second = syco.load_syco_qm9("test", limit=6, cache_dir=tmp_path / "b")
-    cached = syco.load_syco_qm9("test", limit=6, cache_dir=tmp_path / "a")
+def test_subset_is_seeded_uniform_and_cached(tmp_path):
+    first = syco.load_syco_qm9("test", size=6, offset=3, cache_dir=tmp_path / "a")
+    second = syco.load_syco_qm9("test", size=6, offset=3, cache_dir=tmp_path / "b")
+    cached = syco.load_syco_qm9("test", size=6, offset=3, cache_dir=tmp_path / "a")
     for key in ("positions", "atoms", "bonds", "mask", "embedded", "smiles", "index"):
         np.testing.assert_array_equal(first[key], second[key])
         np.testing.assert_array_equal(first[key], cached[key])
@@ -51,6 +53,12 @@ def test_cache_is_deterministic(tmp_path):
     for k in range(6):
         mol = syco.to_mol(first["atoms"][k], first["bonds"][k])
         assert Chem.MolToSmiles(mol) == first["smiles"][k]
+    # the graph task's evaluation order of the test split: default_rng(seed).permutation, then a slice
+    test = split_qm9(load_qm9(), seed=0, test_fraction=0.1)[1]
+    order = np.random.default_rng(0).permutation(len(test["smiles"]))
+    np.testing.assert_array_equal(first["index"], test["index"][order[3:9]])
+    other = syco.load_syco_qm9("test", size=6, seed=1, offset=3, cache_dir=tmp_path / "a")
+    assert not set(other["index"]) & set(first["index"])  # 6 of ~13,000: another seed draws other rows
 
 
 def test_align_to_graph_recovers_a_permutation():
@@ -76,6 +84,10 @@ def test_bad_input_is_named():
         syco.embed("CCCCC", max_nodes=3)
     with pytest.raises(ValueError, match="split must be"):
         syco.load_syco_qm9("valid")
+    with pytest.raises(ValueError, match="size must be None or >= 1"):
+        syco.load_syco_qm9("test", size=0)
+    with pytest.raises(ValueError, match="offset must be >= 0"):
+        syco.load_syco_qm9("test", offset=-1)
     with pytest.raises(ValueError, match="bonds must lie in"):
         syco.to_mol(np.zeros(2, int), np.full((2, 2), 7))
     with pytest.raises(ValueError, match="positions must have shape"):

@@ -22,20 +22,25 @@ from rdkit import Chem
 
 ATOMS = ("C", "N", "O", "F")
 BONDS = (None, Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE)
-_BOND_INDEX = {bond: i for i, bond in enumerate(BONDS) if bond is not None}
+AROMATIC_BONDS = (*BONDS, Chem.BondType.AROMATIC)
 
 
-def mol_to_ints(mol: Chem.Mol, max_nodes: int, atom_types: Sequence[str] = ATOMS) -> tuple[np.ndarray, np.ndarray]:
+def mol_to_ints(mol: Chem.Mol, max_nodes: int, atom_types: Sequence[str] = ATOMS, *,
+                kekulize: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """RDKit molecule -> (atoms int32 (max_nodes,), bonds int32 (max_nodes, max_nodes)).
 
-    Explicit hydrogens are removed and bonds kekulised on a copy; ``mol`` is not
-    modified. Raises ValueError for a charged atom, an element outside ``atom_types``,
-    or more heavy atoms than ``max_nodes``.
+    Explicit hydrogens are removed and, with ``kekulize``, bonds kekulised (indices into ``BONDS``) on a
+    copy; without it aromatic bonds stay aromatic (indices into ``AROMATIC_BONDS``). ``mol`` is not
+    modified. Raises ValueError for a charged atom, an element outside ``atom_types``, a bond outside the
+    vocabulary, or more heavy atoms than ``max_nodes``.
     """
     mol = Chem.RemoveHs(mol, sanitize=False)
     if mol.GetNumAtoms() > max_nodes:
         raise ValueError(f"molecule has {mol.GetNumAtoms()} heavy atoms, more than max_nodes={max_nodes}")
-    Chem.Kekulize(mol, clearAromaticFlags=True)
+    if kekulize:
+        Chem.Kekulize(mol, clearAromaticFlags=True)
+    bond_types = BONDS if kekulize else AROMATIC_BONDS
+    bond_index = {bond: i for i, bond in enumerate(bond_types) if bond is not None}
     vocab = {symbol: i for i, symbol in enumerate(atom_types)}
     out_atoms = np.full((max_nodes,), -1, np.int32)
     for atom in mol.GetAtoms():
@@ -48,10 +53,10 @@ def mol_to_ints(mol: Chem.Mol, max_nodes: int, atom_types: Sequence[str] = ATOMS
         out_atoms[atom.GetIdx()] = vocab[symbol]
     out_bonds = np.zeros((max_nodes, max_nodes), np.int32)
     for bond in mol.GetBonds():
-        if bond.GetBondType() not in _BOND_INDEX:
-            raise ValueError(f"bond type {bond.GetBondType()} is not one of {BONDS[1:]}")
+        if bond.GetBondType() not in bond_index:
+            raise ValueError(f"bond type {bond.GetBondType()} is not one of {bond_types[1:]}")
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        out_bonds[i, j] = out_bonds[j, i] = _BOND_INDEX[bond.GetBondType()]
+        out_bonds[i, j] = out_bonds[j, i] = bond_index[bond.GetBondType()]
     return out_atoms, out_bonds
 
 

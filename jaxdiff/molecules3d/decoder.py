@@ -46,9 +46,6 @@ class GraphDecoder(nn.Module):
     @nn.compact
     def __call__(self, x, h, mask):
         x, m = check_point_cloud(x, mask)
-        h = jnp.asarray(h, x.dtype)
-        if h.ndim != 3 or h.shape[:2] != x.shape[:2]:
-            raise ValueError(f"h must have shape (B, n, F) with (B, n) = {x.shape[:2]}, got {h.shape}")
         e, _ = EGNN(self.hidden, self.hidden, self.num_blocks, coords_range=1.0)(h, x, m)
         dist = jnp.sqrt(jnp.sum(jnp.square(x[:, :, None] - x[:, None]), axis=-1, keepdims=True) + 1e-8)
         centres = jnp.linspace(0.0, self.cutoff, self.num_rbf, dtype=x.dtype)

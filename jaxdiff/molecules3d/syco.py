@@ -8,7 +8,8 @@ point clouds back to graphs.
 Graphs here keep aromaticity, so a bond is one of ``BOND_TYPES``: the graph side's kekulised classes
 (``jaxdiff.graphs.molecules.BONDS``: none, single, double, triple) followed by aromatic (class 4). A
 benzene ring's Kekulé pattern is not a function of its geometry (all its bonds have one length), its
-aromatic class is. ``to_mol`` turns a graph back into a sanitised RDKit molecule (or None), whose
+aromatic class is. ``jaxdiff.graphs.molecules.mol_to_ints(mol, n, kekulize=False)`` gives such a graph;
+``to_mol`` turns a graph back into a sanitised RDKit molecule (or None), whose
 kekulised integer graph (``jaxdiff.graphs.molecules.mol_to_ints``) the graph metrics read.
 
 Arrays of a conformer set (N rows): positions float32 (N, n, 3) in ångström, centred, padding zero;
@@ -29,12 +30,10 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
 from jaxdiff.data.cache import cached_arrays
-from jaxdiff.graphs.molecules import ATOMS, BONDS
+from jaxdiff.graphs.molecules import AROMATIC_BONDS, ATOMS, mol_to_ints
 from jaxdiff.graphs.qm9 import load_qm9, split_qm9
 
 BOND_TYPES = ("none", "single", "double", "triple", "aromatic")
-_RDKIT_BONDS = (*BONDS, Chem.BondType.AROMATIC)
-_BOND_INDEX = {bond: i for i, bond in enumerate(_RDKIT_BONDS) if bond is not None}
 _VERSION = 2
 
 
@@ -44,35 +43,6 @@ def parse_smiles(smiles: str) -> Chem.Mol:
     if mol is None:
         raise ValueError(f"smiles must be a SMILES string RDKit can parse, got {smiles!r}")
     return mol
-
-
-def mol_to_graph(mol: Chem.Mol, max_nodes: int, atom_types: Sequence[str] = ATOMS) -> tuple[np.ndarray, np.ndarray]:
-    """Heavy-atom graph of ``mol`` with aromatic bonds kept: (atoms int32 (max_nodes,), bonds int32
-    (max_nodes, max_nodes)) indexing ``atom_types`` and ``BOND_TYPES``, in ``mol``'s atom order.
-
-    Args:
-        mol: a sanitised RDKit molecule without formal charges (explicit hydrogens are ignored).
-        max_nodes: the padded size; ``mol`` may have at most this many heavy atoms.
-        atom_types: the element vocabulary.
-    """
-    mol = Chem.RemoveHs(mol)
-    if mol.GetNumAtoms() > max_nodes:
-        raise ValueError(f"molecule has {mol.GetNumAtoms()} heavy atoms, more than max_nodes={max_nodes}")
-    vocab = {symbol: i for i, symbol in enumerate(atom_types)}
-    atoms = np.full((max_nodes,), -1, np.int32)
-    for atom in mol.GetAtoms():
-        if atom.GetSymbol() not in vocab:
-            raise ValueError(f"atom {atom.GetSymbol()!r} is not in the atom vocabulary {tuple(atom_types)}")
-        if atom.GetFormalCharge():
-            raise ValueError(f"atom {atom.GetSymbol()} {atom.GetIdx()} is charged; charged atoms are not encodable")
-        atoms[atom.GetIdx()] = vocab[atom.GetSymbol()]
-    bonds = np.zeros((max_nodes, max_nodes), np.int32)
-    for bond in mol.GetBonds():
-        if bond.GetBondType() not in _BOND_INDEX:
-            raise ValueError(f"bond type {bond.GetBondType()} is not one of {BOND_TYPES[1:]}")
-        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        bonds[i, j] = bonds[j, i] = _BOND_INDEX[bond.GetBondType()]
-    return atoms, bonds
 
 
 def to_mol(atoms, bonds, atom_types: Sequence[str] = ATOMS) -> Chem.Mol | None:
@@ -98,7 +68,7 @@ def to_mol(atoms, bonds, atom_types: Sequence[str] = ATOMS) -> Chem.Mol | None:
             index[i] = mol.AddAtom(Chem.Atom(atom_types[a]))
     for i, j in zip(*np.nonzero(np.triu(bonds, k=1))):
         if i in index and j in index:
-            mol.AddBond(index[i], index[j], _RDKIT_BONDS[bonds[i, j]])
+            mol.AddBond(index[i], index[j], AROMATIC_BONDS[bonds[i, j]])
             if bonds[i, j] == 4:
                 for k in (i, j):
                     mol.GetAtomWithIdx(index[k]).SetIsAromatic(True)
@@ -123,7 +93,7 @@ def to_mol(atoms, bonds, atom_types: Sequence[str] = ATOMS) -> Chem.Mol | None:
 
 def embed(smiles: str, seed: int = 0, max_nodes: int = 9) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """One ETKDGv3 conformer of ``smiles``: (positions (max_nodes, 3) float64 centred on the heavy atoms,
-    padding zero, or None if embedding fails; atoms; bonds of ``mol_to_graph``).
+    padding zero, or None if embedding fails; atoms; bonds of ``mol_to_ints(mol, max_nodes, kekulize=False)``).
 
     Hydrogens are added for the embedding. ETKDG fails on some strained cages of QM9 (retrying from
     random coordinates does not rescue the ones tried and costs seconds each).
@@ -134,7 +104,7 @@ def embed(smiles: str, seed: int = 0, max_nodes: int = 9) -> tuple[np.ndarray | 
         max_nodes: the padded size.
     """
     mol = parse_smiles(smiles)
-    atoms, bonds = mol_to_graph(mol, max_nodes)
+    atoms, bonds = mol_to_ints(mol, max_nodes, kekulize=False)
     mol_h = Chem.AddHs(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed

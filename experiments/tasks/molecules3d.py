@@ -5,8 +5,9 @@ An ``EGNNDynamics`` network (``config.model``) is trained with the EDM loss of
 (``config.diffusion``); the EMA parameters sample with any registered sampler (``config.sample``;
 stochastic ones draw ``SubspaceNoise``) from atom counts drawn from the training distribution.
 Evaluation scores ``eval.num_samples`` molecules: atom and molecule stability by the distance rule
-and, with ``eval.rdkit``, RDKit validity, uniqueness and their product; the same numbers for as many
-held-out real molecules give the floor. Outputs: ``molecules.png`` (3-D views), ``samples.npz``, the
+and, with ``eval.rdkit``, RDKit validity, uniqueness, their product and novelty (the share of distinct
+valid SMILES outside those of the training molecules, Hoogeboom et al.'s definition); the same numbers
+for as many held-out real molecules give the floor. Outputs: ``molecules.png`` (3-D views), ``samples.npz``, the
 metrics.
 """
 
@@ -68,7 +69,8 @@ def build_model(config):
 
     m, d = config.model, config.diffusion
     module = EGNNDynamics(hidden=m.hidden, num_blocks=m.num_blocks, sublayers=m.sublayers, attention=m.attention,
-                          coords_range=m.coords_range, normalization_factor=m.normalization_factor)
+                          coords_range=m.coords_range, normalization_factor=m.normalization_factor,
+                          sin_embedding=m.sin_embedding)
     net, pre = as_net(module), precond.EDMPrecond(sigma_data=d.sigma_data)
     noise = losses.EDMNoise(P_mean=d.P_mean, P_std=d.P_std, sigma_data=d.sigma_data)
     return module, net, pre, diffusion.denoising_loss(net, pre, noise)
@@ -95,9 +97,21 @@ def build_sampler(config, net, pre, num_types: int):
     return sample
 
 
-def score(positions, atoms, mask, elements, rdkit: bool) -> dict:
-    """Atom and molecule stability and, with ``rdkit``, validity, uniqueness and their product, over all
-    molecules; a molecule with non-finite positions (counted in ``nonfinite``) is unstable and invalid."""
+def training_smiles(train: dict, cfg, elements) -> set[str]:
+    """The distinct valid SMILES (``chem.smiles``) of the training molecules of ``load_data(cfg)``: the
+    whole split reads the cached table of all QM9 (``molecules3d.qm9.training_smiles``); a
+    ``num_train`` subset computes its own."""
+    from jaxdiff.molecules3d import qm9
+
+    if cfg.num_train:
+        return set(qm9.geometry_smiles(train, elements).tolist()) - {""}
+    return qm9.training_smiles(train["index"], cfg.hydrogens)
+
+
+def score(positions, atoms, mask, elements, rdkit: bool, train_smiles=None) -> dict:
+    """Atom and molecule stability and, with ``rdkit``, validity, uniqueness and their product (and,
+    given ``train_smiles``, novelty), over all molecules; a molecule with non-finite positions (counted
+    in ``nonfinite``) is unstable and invalid."""
     from jaxdiff.molecules3d import chem, stability
 
     finite = np.all(np.isfinite(positions), axis=(1, 2))
@@ -108,9 +122,11 @@ def score(positions, atoms, mask, elements, rdkit: bool) -> dict:
            "molecule_stability": float(np.mean(s["molecule_stable"] & finite)), "nonfinite": int((~finite).sum())}
     if rdkit:
         keep = np.flatnonzero(finite)
-        m = chem.metrics(pos[keep], atoms[keep], mask[keep], elements)
+        m = chem.metrics(pos[keep], atoms[keep], mask[keep], elements, train_smiles)
         validity = m["validity"] * len(keep) / max(len(finite), 1)
         out.update(validity=validity, uniqueness=m["uniqueness"], valid_unique=validity * m["uniqueness"])
+        if train_smiles is not None:
+            out["novelty"] = m["novelty"]
     return out
 
 
@@ -157,9 +173,10 @@ def build(config) -> Experiment:
         outputs.npz("samples.npz", positions=pos, atoms=atoms, mask=masks)
         draw(pos, atoms, masks, elements, outputs)
         real = np.random.default_rng(0).permutation(len(test["index"]))[:e.num_samples]
-        return {"samples": score(pos, atoms, masks, elements, e.rdkit),
+        seen = training_smiles(train, config.data, elements) if e.rdkit else None
+        return {"samples": score(pos, atoms, masks, elements, e.rdkit, seen),
                 "held-out real molecules": score(test["positions"][real], test["atoms"][real], test["mask"][real],
-                                                 elements, e.rdkit),
+                                                 elements, e.rdkit, seen),
                 "num_samples": e.num_samples, "sample_seconds": round(seconds, 1), "sampler": config.sample.sampler,
                 "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}
 

@@ -15,7 +15,8 @@ def get_config():
     c = base_config("molecules3d")
     c.data = ml_collections.ConfigDict(dict(
         name="qm9", hydrogens=True,
-        num_train=0))  # 0: the whole training split (QM9 less the graph benchmarks' test molecules)
+        num_train=0,  # 0: the whole training split (QM9 less the graph benchmarks' test molecules)
+        conditioning=()))  # properties of jaxdiff.molecules3d.context.PROPERTIES, e.g. ("alpha",): conditional EDM
     c.model = ml_collections.ConfigDict(dict(
         hidden=64, num_blocks=4, sublayers=1, attention=True, coords_range=15.0, normalization_factor=1.0,
         sin_embedding=False))  # True: sinusoidal distance features (Hoogeboom et al.'s sin_embedding)

@@ -150,10 +150,11 @@ class EGNN(nn.Module):
 
 
 class EGNNDynamics(nn.Module):
-    """The network of equivariant diffusion: ``(xh, c_noise, mask) -> out``, all (B, n, dims + F).
+    """The network of equivariant diffusion: ``(xh, c_noise, mask, context=None) -> out``, all (B, n, dims + F).
 
     ``xh`` holds positions (first ``dims`` channels) and invariant features (the rest); ``c_noise`` (B,)
-    or () enters every atom as an extra invariant feature. ``out`` holds the position displacement
+    or () enters every atom as an extra invariant feature, and so does each channel of ``context``
+    (B, C), e.g. normalised molecular properties (``jaxdiff.molecules3d.context``). ``out`` holds the position displacement
     ``x' - x`` of the ``EGNN``, projected onto the zero-centre-of-mass subspace (translation invariant,
     rotation equivariant), next to the new features h' (invariant); padding is zero.
 
@@ -182,7 +183,7 @@ class EGNNDynamics(nn.Module):
     sin_embedding: bool = False
 
     @nn.compact
-    def __call__(self, xh, c_noise, mask):
+    def __call__(self, xh, c_noise, mask, context=None):
         xh = jnp.asarray(xh)
         if xh.ndim != 3 or xh.shape[-1] <= self.dims:
             raise ValueError(f"xh must have shape (B, n, dims + F) with dims={self.dims}, F >= 1, got {xh.shape}")
@@ -190,8 +191,13 @@ class EGNNDynamics(nn.Module):
         if c_noise.shape not in ((), xh.shape[:1]):
             raise ValueError(f"c_noise must have shape () or (B,) = ({xh.shape[0]},), got {c_noise.shape}")
         x, h = xh[..., :self.dims], xh[..., self.dims:]
-        noise = jnp.broadcast_to(jnp.reshape(c_noise, (-1, 1, 1)), h.shape[:2] + (1,))
+        node_inputs = [h, jnp.broadcast_to(jnp.reshape(c_noise, (-1, 1, 1)), h.shape[:2] + (1,))]
+        if context is not None:
+            context = jnp.asarray(context, xh.dtype)
+            if context.ndim != 2 or context.shape[0] != xh.shape[0]:
+                raise ValueError(f"context must have shape (B, C) with B = {xh.shape[0]}, got {context.shape}")
+            node_inputs.append(jnp.broadcast_to(context[:, None, :], h.shape[:2] + context.shape[1:]))
         egnn = EGNN(h.shape[-1], self.hidden, self.num_blocks, self.sublayers, self.attention, self.tanh,
                     self.coords_range, self.norm_constant, self.normalization_factor, self.sin_embedding)
-        h_out, x_out = egnn(jnp.concatenate([h, noise], axis=-1), x, mask)
+        h_out, x_out = egnn(jnp.concatenate(node_inputs, axis=-1), x, mask)
         return jnp.concatenate([remove_mean(x_out - x, mask), h_out], axis=-1)

@@ -13,6 +13,7 @@ from experiments import cli, run
 from experiments.checks import ConfigError
 from experiments.configs import qm9_3d
 from experiments.tasks import molecules3d as task
+from jaxdiff.molecules3d.context import molecule_properties, num_heavy_atoms
 from jaxdiff.molecules3d.qm9 import geometry_smiles
 
 TINY = {
@@ -51,6 +52,24 @@ def test_runner_trains_samples_in_the_subspace_and_scores(tmp_path):
     assert np.abs(centre).max() <= 1e-6 * max(1.0, np.abs(s["positions"]).max())
 
 
+def test_conditional_runner_draws_targets_jointly_and_scores_the_heavy_atom_count(tmp_path):
+    wd = str(tmp_path / "cond")
+    config = tiny(**{"data.conditioning": "num_heavy_atoms,gap", "model.sin_embedding": True})
+    assert config.data.conditioning == ("num_heavy_atoms", "gap")
+    m = run.run(config, wd, progress=False)
+    assert "num_heavy_atoms_mae" not in m["held-out real molecules"]
+    s = np.load(os.path.join(wd, "samples.npz"))
+    train, _, elements = task.load_data(config.data)
+    error = np.abs(num_heavy_atoms(s["atoms"], elements) - s["targets"][:, 0])
+    assert m["samples"]["num_heavy_atoms_mae"] == pytest.approx(error.mean())
+    assert m["samples"]["num_heavy_atoms_mae_shuffled"] >= 0
+    props = {tuple(r) for r in molecule_properties(train, ("num_heavy_atoms", "gap"), elements)}
+    n = s["mask"].sum(axis=1)
+    assert s["targets"].shape == (6, 2) and all(tuple(t) in props for t in s["targets"])  # training molecules'
+    assert all(((train["num_atoms"] == k) & (molecule_properties(train, ("gap",), elements)[:, 0] == t[1])).any()
+               for k, t in zip(n, s["targets"]))  # ... with their atom counts
+
+
 def test_novelty_is_against_the_molecules_trained_on():
     """A training molecule (moved and rotated) is not novel, a held-out one is; the training set is the
     ``num_train`` subset actually trained on."""
@@ -81,6 +100,9 @@ def test_novelty_is_against_the_molecules_trained_on():
     ({"sample.sampler": "pf_ode", "sample.options": "{}"}, "config.sample.sampler: 'pf_ode' is adaptive; choose a fixed-grid sampler"),
     ({"sample.sampler": "nope"}, "config.sample.sampler: "),
     ({"eval.batch_size": 0}, "config.eval.batch_size: must be > 0"),
+    ({"data.conditioning": "alpha,weight"},
+     "config.data.conditioning: unknown 'weight'; choose one of alpha, gap, homo, lumo, mu, Cv, num_heavy_atoms"),
+    ({"data.conditioning": "gap,gap"}, r"config.data.conditioning: names a property twice"),
 ])
 def test_bad_config_fails_at_start_up_naming_the_field(tmp_path, changes, match):
     with pytest.raises(ConfigError, match=match):

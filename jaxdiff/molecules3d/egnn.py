@@ -154,9 +154,10 @@ class EGNNDynamics(nn.Module):
 
     ``xh`` holds positions (first ``dims`` channels) and invariant features (the rest); ``c_noise`` (B,)
     or () enters every atom as an extra invariant feature, and so does each channel of ``context``
-    (B, C), e.g. normalised molecular properties (``jaxdiff.molecules3d.context``). ``out`` holds the position displacement
-    ``x' - x`` of the ``EGNN``, projected onto the zero-centre-of-mass subspace (translation invariant,
-    rotation equivariant), next to the new features h' (invariant); padding is zero.
+    (B, C), e.g. normalised molecular properties (``jaxdiff.molecules3d.context``). ``out`` holds the
+    position displacement ``x' - x`` of the ``EGNN``, projected onto the zero-centre-of-mass subspace
+    (translation invariant, rotation equivariant), next to the new features h' (invariant); padding is
+    zero.
 
     Attributes:
         dims: spatial dimension d.

@@ -24,7 +24,7 @@ B, N, F = 3, 7, 5
 def conditional():
     model = EGNNDynamics(hidden=16, num_blocks=2, attention=True)
     x, h = inputs(np.float32)
-    params = randomise(model.init(jax.random.key(0), np.concatenate([x, h], -1), np.zeros(B), MASK,
+    params = randomise(jax.jit(model.init)(jax.random.key(0), np.concatenate([x, h], -1), np.zeros(B), MASK,
                                   context=np.zeros((B, 2))), 3)
     return jax.jit(lambda xh, c, mask, ctx: model.apply(params, xh, c, mask, context=ctx))
 

@@ -9,7 +9,8 @@ batch of small molecules does not pay for 29 slots; a bucket is drawn with the p
 share of the data. At each of ``--curve`` (minutes) the EMA parameters sample ``--curve_samples``
 molecules (atom counts from the training distribution) and their atom and molecule stability is
 recorded; at the end ``--num_samples`` molecules give atom and molecule stability, RDKit validity,
-uniqueness and validity × uniqueness, next to the same numbers of as many held-out real molecules
+uniqueness, validity × uniqueness and novelty (distinct valid SMILES outside the training split's),
+next to the same numbers of as many held-out real molecules
 (the floor of the distance rule; its stability also over all of QM9) and Hoogeboom et al.'s published EDM figures (reached after about
 1,100 epochs on a GPU). Writes ``results.json``, ``results.md`` and ``molecules.png`` under ``--out``.
 """
@@ -134,15 +135,17 @@ def main(minutes: float, out: str, *, hidden: int, num_blocks: int, batch_size: 
         s = task.score(pos, atoms, mask, elements, rdkit=False)
         rows.append({"minutes": round(trained / 60, 1), "steps": steps, "epochs": round(molecules / len(xh), 3), **s})
         print(f"curve: {rows[-1]} (evaluated in {time.perf_counter() - t1:.0f} s)", flush=True)
+    seen = task.training_smiles(train, config.data, elements)
     t1 = time.perf_counter()
     pos, atoms, mask = draw(state.ema_params, jax.random.key(seed + 3), num_samples)
-    final = task.score(pos, atoms, mask, elements, rdkit=True)
+    final = task.score(pos, atoms, mask, elements, rdkit=True, train_smiles=seen)
     sample_seconds = time.perf_counter() - t1
     curve_final = task.score(pos[:curve_samples], atoms[:curve_samples], mask[:curve_samples], elements, rdkit=False)
     rows.append({"minutes": round(trained / 60, 1), "steps": steps, "epochs": round(molecules / len(xh), 3),
                  **curve_final})
     real = np.random.default_rng(0).permutation(len(test["index"]))[:num_samples]
-    floor = task.score(test["positions"][real], test["atoms"][real], test["mask"][real], elements, rdkit=True)
+    floor = task.score(test["positions"][real], test["atoms"][real], test["mask"][real], elements, rdkit=True,
+                       train_smiles=seen)
     outputs.npz("samples.npz", positions=pos, atoms=atoms, mask=mask)
     task.draw(pos, atoms, mask, elements, outputs)
     result = {"minutes": minutes, "steps": steps, "epochs": round(molecules / len(xh), 3), "train_size": len(xh),
@@ -161,7 +164,7 @@ def markdown(result: dict) -> str:
     lines = ["| minutes | steps | epochs | atom stability | molecule stability |", "|---|---|---|---|---|"]
     lines += [f"| {r['minutes']} | {r['steps']} | {r['epochs']} | {r['atom_stability']:.3f} | "
               f"{r['molecule_stability']:.3f} |" for r in result["curve"]]
-    keys = ("atom_stability", "molecule_stability", "validity", "uniqueness", "valid_unique")
+    keys = ("atom_stability", "molecule_stability", "validity", "uniqueness", "valid_unique", "novelty")
     lines += ["", "| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, r in (("EDM-3D here", result["final"]), ("held-out real molecules", result["real_floor"]),
                     ("all QM9 geometries", result["qm9_floor"]), ("Hoogeboom et al. (published)", result["published"])):

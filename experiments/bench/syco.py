@@ -40,8 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-NUM_TYPES = 4  # C N O F
-CHARGES = np.array([6, 7, 8, 9])
+NUM_TYPES = 5  # syco.ATOM_TYPES: C N O F nH
+CHARGES = np.array([6, 7, 8, 9, 7])
 
 
 def embedded_only(data: dict) -> dict:

@@ -15,9 +15,11 @@ def get_config():
     c = base_config("molecules3d")
     c.data = ml_collections.ConfigDict(dict(
         name="qm9", hydrogens=True,
-        num_train=0))  # 0: the whole training split (QM9 less the graph benchmarks' test molecules)
+        num_train=0,  # 0: the whole training split (QM9 less the graph benchmarks' test molecules)
+        conditioning=()))  # properties of jaxdiff.molecules3d.context.PROPERTIES, e.g. ("alpha",): conditional EDM
     c.model = ml_collections.ConfigDict(dict(
-        hidden=64, num_blocks=4, sublayers=1, attention=True, coords_range=15.0, normalization_factor=1.0))
+        hidden=64, num_blocks=4, sublayers=1, attention=True, coords_range=15.0, normalization_factor=1.0,
+        sin_embedding=False))  # True: sinusoidal distance features (Hoogeboom et al.'s sin_embedding)
     c.diffusion = ml_collections.ConfigDict(dict(sigma_data=1.0, P_mean=-1.2, P_std=1.2))
     c.sample = ml_collections.ConfigDict(dict(
         sampler="heun",  # any fixed-grid name of jaxdiff.samplers.REGISTRY; stochastic ones draw SubspaceNoise

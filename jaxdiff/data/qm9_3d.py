@@ -15,6 +15,7 @@ A view is a dict of N-row NumPy arrays (QM9 index order):
     index int32 (N,): QM9 molecule index (1-based, gdb9 numbering).
 
 The parsed table is cached as an .npz under ``cache_dir`` (about 6 s to build, then well under a second).
+``load_qm9_properties`` reads molecular properties (``PROPERTIES``) in the same order.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ ATOMIC_NUMBERS = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 MAX_ATOMS = 29
 MAX_HEAVY_ATOMS = 9
 _VERSION = 1
+PROPERTIES = {  # Hoogeboom et al.'s conditioning properties: name -> qm9pack column (its units)
+    "alpha": "Polarizability_bohr3", "gap": "HOMO_LUMO_gap_au", "homo": "HOMO_au", "lumo": "LUMO_au",
+    "mu": "Dipole_debye", "Cv": "Heatcapacity_Cv_cal_mol_K"}
 
 
 def pack_point_clouds(elements: Sequence[Sequence[str]], coordinates: Sequence, *,
@@ -129,6 +133,20 @@ def load_qm9_3d(hydrogens: bool = True, *,
     """
     data = _with_hydrogens(cache_dir)
     return data if hydrogens else heavy_atom_view(data)
+
+
+def load_qm9_properties(names: Sequence[str]) -> dict[str, np.ndarray]:
+    """``index`` int32 (130,831,) and float64 (130,831,) per name of ``PROPERTIES``, in QM9 index order (the
+    rows of ``load_qm9_3d``). Read from the wheel's CSVs (under a second).
+
+    Args:
+        names: keys of ``PROPERTIES``.
+    """
+    unknown = [n for n in names if n not in PROPERTIES]
+    if unknown:
+        raise ValueError(f"names must be among {tuple(PROPERTIES)}, got {unknown}")
+    df = read_qm9([PROPERTIES[n] for n in names])
+    return {"index": df["Index"].to_numpy(np.int32), **{n: df[PROPERTIES[n]].to_numpy(np.float64) for n in names}}
 
 
 def one_hot(atoms: np.ndarray, num_types: int) -> np.ndarray:

@@ -21,14 +21,14 @@ import optax
 
 from jaxdiff.molecules3d.com import check_point_cloud
 from jaxdiff.molecules3d.egnn import EGNN
-from jaxdiff.molecules3d.syco import BOND_TYPES
+from jaxdiff.molecules3d.syco import ATOM_TYPES, BOND_TYPES
 
 
 class GraphDecoder(nn.Module):
     """``(x, h, mask) -> (atom_logits (B, n, num_atom_types), bond_logits (B, n, n, num_bond_types))``.
 
     Attributes:
-        num_atom_types: atom classes (4: C, N, O, F).
+        num_atom_types: atom classes (5: ``syco.ATOM_TYPES``, C N O F and the aromatic nH).
         num_bond_types: bond classes (5: ``syco.BOND_TYPES``).
         hidden: width of the EGNN and the pair MLP.
         num_blocks: EGNN blocks.
@@ -36,7 +36,7 @@ class GraphDecoder(nn.Module):
         cutoff: the largest centre in ångström.
     """
 
-    num_atom_types: int = 4
+    num_atom_types: int = len(ATOM_TYPES)
     num_bond_types: int = len(BOND_TYPES)
     hidden: int = 64
     num_blocks: int = 3

@@ -57,12 +57,13 @@ def prior(key, mask, num_features: int, sigma_max: float, dims: int = 3, dtype=j
 def denoising_loss(net, precond, sigma_noise, *, dims: int = 3):
     """``loss_fn(params, batch, key) -> (loss, terms)`` for ``jaxdiff.train``.
 
-    ``batch``: ``xh`` (B, n, dims + F) of ``pack`` and ``mask`` (B, n). The loss is
+    ``batch``: ``xh`` (B, n, dims + F) of ``pack``, ``mask`` (B, n) and, for a conditional network,
+    ``context`` (B, C), passed to it as ``context=``. The loss is
     E_sigma,n weight(sigma) · |D(y + sigma n; sigma) - y|² / free_dimensions with n of ``noise``;
     terms ``loss`` and ``mse`` (unweighted).
 
     Args:
-        net: ``net(params, xh, c_noise, *, key, mask)``, e.g. ``jaxdiff.nn.as_net(EGNNDynamics(...))``.
+        net: ``net(params, xh, c_noise, *, key, mask[, context])``, e.g. ``jaxdiff.nn.as_net(EGNNDynamics(...))``.
         precond: a preconditioning of ``jaxdiff.precond`` (e.g. ``EDMPrecond``).
         sigma_noise: the training noise levels, e.g. ``jaxdiff.losses.EDMNoise``.
         dims: the spatial dimension d.
@@ -74,7 +75,8 @@ def denoising_loss(net, precond, sigma_noise, *, dims: int = 3):
         sigma = sigma_noise.sample(k_sigma, y.shape[:1])
         n = noise(k_noise, mask, y.shape[-1] - dims, dims, y.dtype)
         D = precond_lib.denoiser(net, params, precond, key=k_drop)
-        err = jnp.square(D(y + bcast(sigma, y) * n, sigma, mask=mask) - y) * mask[..., None]
+        cond = {"context": batch["context"]} if "context" in batch else {}
+        err = jnp.square(D(y + bcast(sigma, y) * n, sigma, mask=mask, **cond) - y) * mask[..., None]
         per_example = jnp.sum(err, axis=(1, 2)) / free_dimensions(mask, y.shape[-1] - dims, dims)
         loss = jnp.mean(sigma_noise.weight(sigma) * per_example)
         return loss, {"loss": loss, "mse": jnp.mean(per_example)}

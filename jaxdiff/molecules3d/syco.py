@@ -8,12 +8,15 @@ point clouds back to graphs.
 Graphs here keep aromaticity, so a bond is one of ``BOND_TYPES``: the graph side's kekulised classes
 (``jaxdiff.graphs.molecules.BONDS``: none, single, double, triple) followed by aromatic (class 4). A
 benzene ring's Kekulé pattern is not a function of its geometry (all its bonds have one length), its
-aromatic class is. ``jaxdiff.graphs.molecules.mol_to_ints(mol, n, kekulize=False)`` gives such a graph;
-``to_mol`` turns a graph back into a sanitised RDKit molecule (or None), whose
-kekulised integer graph (``jaxdiff.graphs.molecules.mol_to_ints``) the graph metrics read.
+aromatic class is. An atom is one of ``ATOM_TYPES``: the graph side's ``ATOMS`` (C, N, O, F) followed
+by ``nH`` (class 4), an aromatic nitrogen carrying a hydrogen, which the heavy-atom graph cannot
+otherwise place (pyrrole-type rings with several nitrogens). ``encode`` gives such a graph
+(``jaxdiff.graphs.molecules.mol_to_ints(mol, n, kekulize=False)`` with the ``nH`` class); ``to_mol``
+turns a graph back into a sanitised RDKit molecule (or None), whose kekulised integer graph
+(``jaxdiff.graphs.molecules.mol_to_ints``) the graph metrics read.
 
 Arrays of a conformer set (N rows): positions float32 (N, n, 3) in ångström, centred, padding zero;
-atoms int8 (N, n) index into ``ATOMS``, -1 padding; bonds int8 (N, n, n) index into ``BOND_TYPES``;
+atoms int8 (N, n) index into ``ATOM_TYPES``, -1 padding; bonds int8 (N, n, n) index into ``BOND_TYPES``;
 mask bool (N, n); num_atoms int8 (N,); embedded bool (N,): False where ETKDG found no conformer (those
 rows keep their graph and zero positions; they are counted, never dropped silently).
 """
@@ -34,7 +37,9 @@ from jaxdiff.graphs.molecules import AROMATIC_BONDS, ATOMS, mol_to_ints
 from jaxdiff.graphs.qm9 import load_qm9, split_qm9
 
 BOND_TYPES = ("none", "single", "double", "triple", "aromatic")
-_VERSION = 2
+ATOM_TYPES = (*ATOMS, "nH")
+ELEMENTS = (*ATOMS, "N")  # the element of each of ATOM_TYPES
+_VERSION = 3
 
 
 def parse_smiles(smiles: str) -> Chem.Mol:
@@ -45,15 +50,32 @@ def parse_smiles(smiles: str) -> Chem.Mol:
     return mol
 
 
-def to_mol(atoms, bonds, atom_types: Sequence[str] = ATOMS) -> Chem.Mol | None:
+def encode(mol: Chem.Mol, max_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(atoms (max_nodes,) into ``ATOM_TYPES``, -1 padding; bonds (max_nodes, max_nodes) into ``BOND_TYPES``)
+    of a sanitised molecule (hydrogen atoms dropped): ``mol_to_ints(mol, max_nodes, kekulize=False)``
+    with every aromatic nitrogen that carries a hydrogen in class ``nH``.
+
+    Args:
+        mol: the molecule (atoms among C N O F).
+        max_nodes: the padded size.
+    """
+    mol = Chem.RemoveHs(mol)
+    atoms, bonds = mol_to_ints(mol, max_nodes, kekulize=False)
+    for a in mol.GetAtoms():
+        if a.GetSymbol() == "N" and a.GetIsAromatic() and a.GetTotalNumHs() > 0:
+            atoms[a.GetIdx()] = ATOM_TYPES.index("nH")
+    return atoms, bonds
+
+
+def to_mol(atoms, bonds, atom_types: Sequence[str] = ATOM_TYPES) -> Chem.Mol | None:
     """The sanitised RDKit molecule of a graph (atoms (n,), bonds (n, n) of ``BOND_TYPES``, upper triangle
     read), or None where RDKit rejects it (valence, an aromatic ring it cannot kekulise even with
-    one pyrrole-type ``[nH]``).
+    one pyrrole-type ``[nH]`` more). An ``nH`` atom is a nitrogen with one explicit hydrogen.
 
     Args:
         atoms: (n,) int, index into ``atom_types``, -1 padding.
         bonds: (n, n) int in [0, 5).
-        atom_types: the element vocabulary.
+        atom_types: the atom classes: element symbols, and ``nH``.
     """
     atoms, bonds = np.asarray(atoms), np.asarray(bonds)
     if atoms.ndim != 1 or bonds.shape != atoms.shape * 2:
@@ -65,7 +87,10 @@ def to_mol(atoms, bonds, atom_types: Sequence[str] = ATOMS) -> Chem.Mol | None:
     mol, index = Chem.RWMol(), {}
     for i, a in enumerate(atoms.tolist()):
         if a >= 0:
-            index[i] = mol.AddAtom(Chem.Atom(atom_types[a]))
+            atom = Chem.Atom("N" if atom_types[a] == "nH" else atom_types[a])
+            if atom_types[a] == "nH":
+                atom.SetNumExplicitHs(1)
+            index[i] = mol.AddAtom(atom)
     for i, j in zip(*np.nonzero(np.triu(bonds, k=1))):
         if i in index and j in index:
             mol.AddBond(index[i], index[j], AROMATIC_BONDS[bonds[i, j]])
@@ -76,9 +101,9 @@ def to_mol(atoms, bonds, atom_types: Sequence[str] = ATOMS) -> Chem.Mol | None:
     if not index:
         return None
     mol = mol.GetMol()
-    # A pyrrole-type aromatic nitrogen carries a hydrogen the graph does not hold: try each in turn.
+    # A pyrrole-type aromatic nitrogen may carry a hydrogen the graph does not hold: try each in turn.
     trials = [None] + [a.GetIdx() for a in mol.GetAtoms() if a.GetIsAromatic() and a.GetSymbol() == "N"
-                       and a.GetDegree() == 2]
+                       and a.GetDegree() == 2 and a.GetNumExplicitHs() == 0]
     for i in trials:
         trial = Chem.Mol(mol)
         if i is not None:
@@ -93,7 +118,7 @@ def to_mol(atoms, bonds, atom_types: Sequence[str] = ATOMS) -> Chem.Mol | None:
 
 def embed(smiles: str, seed: int = 0, max_nodes: int = 9) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """One ETKDGv3 conformer of ``smiles``: (positions (max_nodes, 3) float64 centred on the heavy atoms,
-    padding zero, or None if embedding fails; atoms; bonds of ``mol_to_ints(mol, max_nodes, kekulize=False)``).
+    padding zero, or None if embedding fails; atoms and bonds of ``encode(mol, max_nodes)``).
 
     Hydrogens are added for the embedding. ETKDG fails on some strained cages of QM9 (retrying from
     random coordinates does not rescue the ones tried and costs seconds each).
@@ -104,7 +129,7 @@ def embed(smiles: str, seed: int = 0, max_nodes: int = 9) -> tuple[np.ndarray | 
         max_nodes: the padded size.
     """
     mol = parse_smiles(smiles)
-    atoms, bonds = mol_to_ints(mol, max_nodes, kekulize=False)
+    atoms, bonds = encode(mol, max_nodes)
     mol_h = Chem.AddHs(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed
@@ -120,7 +145,7 @@ def build_conformers(smiles: Sequence[str], seed: int = 0, max_nodes: int = 9) -
     """The conformer set (module docstring's arrays) of ``smiles``, one ETKDG conformer each, in order.
 
     Args:
-        smiles: N SMILES strings (each parsable, at most ``max_nodes`` heavy atoms of ``ATOMS``).
+        smiles: N SMILES strings (each parsable, at most ``max_nodes`` heavy atoms among C N O F).
         seed: ETKDG's random seed, the same for every molecule.
         max_nodes: the padded size n.
     """
@@ -204,9 +229,9 @@ def align_to_graph(atoms, bonds, cloud_atoms, positions, scale: float = 1.2) -> 
         connectivity is not the graph's.
 
     Args:
-        atoms: (n,) the graph's atoms (``ATOMS`` index, -1 padding).
+        atoms: (n,) the graph's atoms (``ATOM_TYPES`` index, -1 padding).
         bonds: (n, n) the graph's bonds (any class > 0 is a bond).
-        cloud_atoms: (m,) the cloud's atoms (``ATOMS`` index, -1 padding; real atoms first).
+        cloud_atoms: (m,) the cloud's atoms (``ATOM_TYPES`` index, -1 padding; real atoms first).
         positions: (m, 3) the cloud's coordinates in ångström.
         scale: tolerance on the covalent-radius sum.
     """
@@ -218,14 +243,14 @@ def align_to_graph(atoms, bonds, cloud_atoms, positions, scale: float = 1.2) -> 
         return None
     n = len(real)
     table = Chem.GetPeriodicTable()
-    radii = np.array([table.GetRcovalent(ATOMS[a]) for a in cloud_real])
+    radii = np.array([table.GetRcovalent(ELEMENTS[a]) for a in cloud_real])
     dist = np.linalg.norm(positions[:n, None] - positions[None, :n], axis=-1)
     linked = (dist < scale * (radii[:, None] + radii[None, :])) & ~np.eye(n, dtype=bool)
     query, target = Chem.RWMol(), Chem.RWMol()
     for a in real:
-        query.AddAtom(Chem.Atom(ATOMS[a]))
+        query.AddAtom(Chem.Atom(ELEMENTS[a]))
     for a in cloud_real:
-        target.AddAtom(Chem.Atom(ATOMS[a]))
+        target.AddAtom(Chem.Atom(ELEMENTS[a]))
     for i, j in zip(*np.nonzero(np.triu(bonds[:n, :n] > 0, k=1))):
         query.AddBond(int(i), int(j), Chem.BondType.SINGLE)
     for i, j in zip(*np.nonzero(np.triu(linked, k=1))):

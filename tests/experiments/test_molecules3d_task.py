@@ -12,6 +12,9 @@ import pytest
 from experiments import cli, run
 from experiments.checks import ConfigError
 from experiments.configs import qm9_3d
+from experiments.tasks import molecules3d as task
+from jaxdiff.molecules3d.context import molecule_properties, num_heavy_atoms
+from jaxdiff.molecules3d.qm9 import geometry_smiles
 
 TINY = {
     "data.num_train": 256, "model.hidden": 8, "model.num_blocks": 1, "train.batch_size": 8,
@@ -37,7 +40,7 @@ def test_runner_trains_samples_in_the_subspace_and_scores(tmp_path):
     assert m["step"] == 2 and m["num_samples"] == 6 and m["sampler"] == "edm" and m["num_params"] > 0
     for scores in (m["samples"], m["held-out real molecules"]):
         assert set(scores) == {"atom_stability", "molecule_stability", "validity", "uniqueness", "valid_unique",
-                               "nonfinite"}
+                               "novelty", "nonfinite"}
         assert all(0 <= v <= 1 for v in scores.values())
     assert m["held-out real molecules"]["atom_stability"] > 0.9
     s = np.load(os.path.join(wd, "samples.npz"))
@@ -49,6 +52,45 @@ def test_runner_trains_samples_in_the_subspace_and_scores(tmp_path):
     assert np.abs(centre).max() <= 1e-6 * max(1.0, np.abs(s["positions"]).max())
 
 
+def test_conditional_runner_draws_targets_jointly_and_scores_the_heavy_atom_count(tmp_path):
+    wd = str(tmp_path / "cond")
+    config = tiny(**{"data.conditioning": "num_heavy_atoms,gap", "model.sin_embedding": True})
+    assert config.data.conditioning == ("num_heavy_atoms", "gap")
+    m = run.run(config, wd, progress=False)
+    assert "num_heavy_atoms_mae" not in m["held-out real molecules"]
+    s = np.load(os.path.join(wd, "samples.npz"))
+    train, _, elements = task.load_data(config.data)
+    error = np.abs(num_heavy_atoms(s["atoms"], elements) - s["targets"][:, 0])
+    assert m["samples"]["num_heavy_atoms_mae"] == pytest.approx(error.mean())
+    assert m["samples"]["num_heavy_atoms_mae_shuffled"] >= 0
+    props = {tuple(r) for r in molecule_properties(train, ("num_heavy_atoms", "gap"), elements)}
+    n = s["mask"].sum(axis=1)
+    assert s["targets"].shape == (6, 2) and all(tuple(t) in props for t in s["targets"])  # training molecules'
+    assert all(((train["num_atoms"] == k) & (molecule_properties(train, ("gap",), elements)[:, 0] == t[1])).any()
+               for k, t in zip(n, s["targets"]))  # ... with their atom counts
+
+
+def test_novelty_is_against_the_molecules_trained_on():
+    """A training molecule (moved and rotated) is not novel, a held-out one is; the training set is the
+    ``num_train`` subset actually trained on."""
+    cfg = tiny().data
+    train, test, elements = task.load_data(cfg)
+    seen = task.training_smiles(train, cfg, elements)
+    assert len(train["index"]) == 256 and 240 < len(seen) <= 256
+    held_out = next(i for i, s in enumerate(geometry_smiles(
+        {k: v[:50] for k, v in test.items()}, elements)) if s and s not in seen)
+    c, s_ = np.cos(0.7), np.sin(0.7)
+    turn = np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1]])
+    known = int(np.flatnonzero(geometry_smiles(train, elements) != "")[0])
+    pos = np.stack([train["positions"][known] @ turn + 2.0, test["positions"][held_out]])
+    atoms = np.stack([train["atoms"][known], test["atoms"][held_out]])
+    mask = np.stack([train["mask"][known], test["mask"][held_out]])
+    m = task.score(pos, atoms, mask, elements, rdkit=True, train_smiles=seen)
+    assert m["validity"] == 1.0 and m["uniqueness"] == 1.0 and m["novelty"] == 0.5
+    assert task.score(pos[:1], atoms[:1], mask[:1], elements, rdkit=True, train_smiles=seen)["novelty"] == 0.0
+    assert "novelty" not in task.score(pos, atoms, mask, elements, rdkit=True)
+
+
 @pytest.mark.parametrize("changes, match", [
     ({"data.name": "zinc"}, "config.data.name: unknown 'zinc'; choose one of qm9"),
     ({"data.num_train": -1}, "config.data.num_train: must be >= 0"),
@@ -58,6 +100,9 @@ def test_runner_trains_samples_in_the_subspace_and_scores(tmp_path):
     ({"sample.sampler": "pf_ode", "sample.options": "{}"}, "config.sample.sampler: 'pf_ode' is adaptive; choose a fixed-grid sampler"),
     ({"sample.sampler": "nope"}, "config.sample.sampler: "),
     ({"eval.batch_size": 0}, "config.eval.batch_size: must be > 0"),
+    ({"data.conditioning": "alpha,weight"},
+     "config.data.conditioning: unknown 'weight'; choose one of alpha, gap, homo, lumo, mu, Cv, num_heavy_atoms"),
+    ({"data.conditioning": "gap,gap"}, r"config.data.conditioning: names a property twice"),
 ])
 def test_bad_config_fails_at_start_up_naming_the_field(tmp_path, changes, match):
     with pytest.raises(ConfigError, match=match):

@@ -20,7 +20,7 @@ SMILES = ["Cc1ccccc1", "CC#N", "CC(C)=O", "OCC1CC(F)C1N", "c1cc[nH]c1", "N#CC(=O
 @pytest.fixture(scope="module")
 def batch():
     data = syco.build_conformers(SMILES, seed=0)
-    return {"positions": jnp.asarray(data["positions"]), "features": jnp.asarray(one_hot(data["atoms"], 4)),
+    return {"positions": jnp.asarray(data["positions"]), "features": jnp.asarray(one_hot(data["atoms"], len(syco.ATOM_TYPES))),
             "mask": jnp.asarray(data["mask"]), "atoms": jnp.asarray(data["atoms"], jnp.int32),
             "bonds": jnp.asarray(data["bonds"], jnp.int32)}
 

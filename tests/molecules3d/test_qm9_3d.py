@@ -1,4 +1,5 @@
-"""QM9 point clouds: real geometries, the two views, the node-count distribution, the split, bad input."""
+"""QM9 point clouds: real geometries, the two views, the node-count distribution, the split, the SMILES
+of the geometries, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 
 from jaxdiff.data import qm9_3d
 from jaxdiff.graphs.qm9 import load_qm9, split_qm9
-from jaxdiff.molecules3d.qm9 import split_qm9_3d
+from jaxdiff.molecules3d import qm9
+from jaxdiff.molecules3d.qm9 import geometry_smiles, split_qm9_3d, training_smiles
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +101,17 @@ def test_split_holds_out_the_graph_test_set(with_h):
     assert len(train["index"]) + len(test["index"]) == 130_831
     assert not np.intersect1d(train["index"], test["index"]).size
     assert np.all(np.diff(train["index"]) > 0)
+
+
+def test_geometry_smiles_and_the_training_set_lookup(with_h, monkeypatch):
+    rows = [int(np.flatnonzero(with_h["index"] == i)[0]) for i in (1, 3, 54)]  # methane, water, neopentane
+    view = {k: v[rows] for k, v in with_h.items()}
+    np.testing.assert_array_equal(geometry_smiles(view, chunk=2), ["C", "O", "CC(C)(C)C"])
+    table = {"index": np.array([1, 3, 54], np.int32), "smiles": np.array(["C", "", "CC(C)(C)C"])}
+    monkeypatch.setattr(qm9, "qm9_smiles", lambda hydrogens, cache_dir: table)
+    assert training_smiles(np.array([54, 3])) == {"CC(C)(C)C"}  # '' (invalid) is no training molecule
+    with pytest.raises(ValueError, match="index must hold QM9 indices"):
+        training_smiles(np.array([1, 2]))
 
 
 def test_one_hot():

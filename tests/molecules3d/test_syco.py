@@ -31,12 +31,27 @@ def test_conformers_have_chemical_bond_lengths():
     np.testing.assert_array_equal(again["positions"], pos)
 
 
+# held-out QM9 molecules whose graph without the nH class decoded to another tautomer (the hydrogen on
+# another ring nitrogen) or to no aromatic molecule at all
+TAUTOMERS = ["OC1COc2n[nH]cc21", "COc1nc(N)c(C)[nH]1", "CC(C)(C)c1ncn[nH]1", "Nc1cc2nn[nH]c2[nH]1",
+             "CNc1cnc(C#N)[nH]1", "c1cc2cncc-2n[nH]1", "Nc1n[nH]c2[nH]ncc12", "Oc1nc2[nH]cnc2[nH]1",
+             "CC1(c2nn[nH]n2)CC1", "CCOc1n[nH]c(=O)[nH]1", "N=c1nn[nH]cc1CO", "N=c1nc[nH]ccc1=O"]
+
+
 def test_graph_round_trip_keeps_aromaticity_and_pyrrole_hydrogen():
-    for smiles in ["c1ccccc1", "c1cc[nH]c1", "Cc1ncco1", "N#CC(=O)O", "CC1CC1"]:
-        atoms, bonds = mol_to_ints(syco.parse_smiles(smiles), 9, kekulize=False)
-        assert Chem.MolToSmiles(syco.to_mol(atoms, bonds)) == Chem.CanonSmiles(smiles)
-    atoms, bonds = mol_to_ints(syco.parse_smiles("c1ccccc1"), 9, kekulize=False)
+    for smiles in ["c1ccccc1", "c1cc[nH]c1", "Cc1ncco1", "N#CC(=O)O", "CC1CC1", "[nH]1cc[nH]c1=O", *TAUTOMERS]:
+        atoms, bonds = syco.encode(syco.parse_smiles(smiles), 9)
+        assert Chem.MolToSmiles(syco.to_mol(atoms, bonds)) == Chem.CanonSmiles(smiles), smiles
+    atoms, bonds = syco.encode(syco.parse_smiles("c1ccccc1"), 9)
     assert set(bonds[bonds > 0].tolist()) == {4} and list(atoms[:6]) == [0] * 6
+    # pyrazole: one aromatic N holds the hydrogen (class nH), the other does not; the graph side's encoding
+    # is the same without the class
+    atoms, bonds = syco.encode(syco.parse_smiles("c1cn[nH]c1"), 9)
+    assert sorted(atoms[:5].tolist()) == [0, 0, 0, 1, 4]
+    plain_atoms, plain_bonds = mol_to_ints(syco.parse_smiles("c1cn[nH]c1"), 9, kekulize=False)
+    np.testing.assert_array_equal(np.where(atoms == 4, 1, atoms), plain_atoms)
+    np.testing.assert_array_equal(bonds, plain_bonds)
+    assert syco.ELEMENTS[4] == "N" and syco.ATOM_TYPES[4] == "nH"
     five_bonded = np.zeros((9, 9), int)
     five_bonded[0, 1:6] = 1
     assert syco.to_mol(np.array([0] * 6 + [-1] * 3), five_bonded) is None  # carbon of valence 5

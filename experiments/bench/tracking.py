@@ -149,7 +149,7 @@ def train_raft(minutes: float):
     from jaxdiff.train.state import create_train_state
     from jaxdiff.train.step import make_train_step
 
-    model = RAFT(small=True, unroll=True)
+    model = RAFT(small=True)
     workdir = os.path.join(FLAGS.workdir, "raft")
     os.makedirs(workdir, exist_ok=True)
     b = flow_batch(0)

@@ -251,16 +251,25 @@ class RAFT(nn.Module):
     flow after every iteration, (iters, B, H, W, 2). Batch-norm statistics live in the
     ``batch_stats`` collection (large model), mutable when ``train`` and not ``freeze_bn``.
 
-    ``unroll`` is ``lax.scan``'s: on XLA:CPU the backward pass of convolutions inside a
-    rolled loop is ~15x slower, so train there with ``unroll=True``. ``corr_kernel`` is the
-    correlation lookup's ``kernel`` (``jaxdiff.flow.corr.lookup``).
+    ``unroll`` is ``lax.scan``'s over the refinements; ``None`` (the default) unrolls them all
+    on the CPU backend and keeps them rolled elsewhere: XLA:CPU runs the convolutions of a
+    rolled loop ~1.6x slower forward and ~15x slower backward (BENCHMARKS.md), at the price
+    of a compile that grows with ``iters``. ``corr_kernel`` is the correlation lookup's
+    ``kernel`` (``jaxdiff.flow.corr.lookup``).
     """
 
     small: bool = False
     freeze_bn: bool = False
     corr_levels: int = 4
-    unroll: int | bool = 1
+    unroll: int | bool | None = None
     corr_kernel: str = "auto"
+
+    @property
+    def scan_unroll(self) -> int | bool:
+        """``unroll`` with ``None`` resolved for the current backend."""
+        if self.unroll is None:
+            return True if jax.default_backend() == "cpu" else 1
+        return self.unroll
 
     @property
     def hidden_dim(self) -> int:
@@ -305,7 +314,7 @@ class RAFT(nn.Module):
             split_rngs={"params": False},
             in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
             length=iters,
-            unroll=self.unroll,
+            unroll=self.scan_unroll,
         )
         refine = scan(self.hidden_dim, self.small, self.radius, self.corr_kernel, name="refine")
         _, flows = refine((net, coords1), inp, pyramid, coords0)

@@ -141,7 +141,7 @@ def test_flow_metrics_hand_case():
 
 def test_overfitting_one_pair_drives_epe_down():
     # A smooth field: RAFT-small's bilinear 8x upsampling cannot draw sharp motion boundaries.
-    model = raft.RAFT(small=True, corr_levels=3)
+    model = raft.RAFT(small=True, corr_levels=3, unroll=1)  # rolled: compiles faster at this size
     d = make_dataset("train", 1, (32, 32), "smooth", seed=1)
     zero_epe = float(raft.flow_metrics(np.zeros_like(d["flow"]), d["flow"], d["valid"])["epe"])
     params = model.init(jax.random.key(0), d["image1"], d["image2"], 1)["params"]
@@ -171,6 +171,16 @@ def test_correlation_kernels_give_the_same_flow():
     variables = models["xla"].init(jax.random.key(1), d["image1"], d["image2"], 1)
     flows = {k: np.asarray(m.apply(variables, d["image1"], d["image2"], 3)) for k, m in models.items()}
     np.testing.assert_allclose(flows["native"], flows["xla"], rtol=1e-4, atol=1e-4)
+
+
+def test_default_unrolls_on_cpu_and_gives_the_scanned_flow():
+    d = make_dataset("train", 1, (32, 32), "chairs", seed=3)
+    default, rolled = raft.RAFT(small=True, corr_levels=2), raft.RAFT(small=True, corr_levels=2, unroll=1)
+    assert default.scan_unroll is (True if jax.default_backend() == "cpu" else 1) and rolled.scan_unroll == 1
+    variables = rolled.init(jax.random.key(2), d["image1"], d["image2"], 1)
+    flows = [np.asarray(jax.jit(m.apply, static_argnums=3)(variables, d["image1"], d["image2"], 3))
+             for m in (default, rolled)]
+    np.testing.assert_allclose(flows[0], flows[1], rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -287,8 +287,9 @@ def _torchvision_raft(size: str, state_dict=None):
 
 def speed(pretrained_path: str | None) -> dict:
     """Median seconds per frame pair (batch 1, ``--speed_iters``, final flow) of RAFT-``--pretrained_size``:
-    JAX (jit, compiled beforehand; the refinements in a rolled ``lax.scan`` and as ``RAFT`` does by default,
-    unrolled on the CPU backend) and torchvision
+    JAX (jit, compiled beforehand): the refinements in a rolled ``lax.scan``, every iteration's flow upsampled
+    as torchvision does, and ``estimate_flow`` (unrolled on the CPU backend, the final flow alone) and
+    torchvision
     (``torch.no_grad``, after one warm-up pair) on each of ``--torch_threads``, the same converted weights,
     the same frames; JAX's flows checked against torchvision's."""
     import jax
@@ -296,7 +297,7 @@ def speed(pretrained_path: str | None) -> dict:
     import torch
 
     from jaxdiff.flow import convert
-    from jaxdiff.flow.raft import RAFT
+    from jaxdiff.flow.raft import RAFT, estimate_flow
 
     size = FLAGS.pretrained_size
     state = torch.load(pretrained_path, map_location="cpu", weights_only=True) if pretrained_path else None
@@ -323,9 +324,11 @@ def speed(pretrained_path: str | None) -> dict:
     record = {"size": [h, w], "iters": iters, "pairs": FLAGS.speed_pairs, "model": f"RAFT-{size}",
               "jax_compile_s": {}, "jax_s": {}}
     flows = {}
-    for name, unroll in (("scan", 1), ("default", None)):  # refinements rolled, or RAFT's default (unrolled on CPU)
-        model = RAFT(small=size == "small", unroll=unroll)
-        run = jax.jit(lambda v, a, b, model=model: model.apply(v, a, b, iters)[-1])
+    rolled, default = RAFT(small=size == "small", unroll=1), RAFT(small=size == "small")
+    variants = {"scan": lambda v, a, b: rolled.apply(v, a, b, iters)[-1],  # every iteration upsampled, as torchvision
+                "estimate_flow": lambda v, a, b: estimate_flow(default, v, a, b, iters)}
+    for name, fn in variants.items():
+        run = jax.jit(fn)
         t0 = time.perf_counter()
         flows[name] = np.asarray(run(variables, *frames[0]))
         record["jax_compile_s"][name] = time.perf_counter() - t0

@@ -200,22 +200,23 @@ class ConvGRU(nn.Module):
 
 
 class UpdateBlock(nn.Module):
-    """One refinement: (net, inp, corr, flow) -> (net, upsampling mask logits or None, delta flow)."""
+    """One refinement: (net, inp, corr, flow) -> (net, upsampling mask logits or None, delta flow);
+    ``mask=False`` skips the mask head (returns None for it)."""
 
     hidden_dim: int
     small: bool = False
 
     @nn.compact
-    def __call__(self, net: Array, inp: Array, corr: Array, flow: Array):
+    def __call__(self, net: Array, inp: Array, corr: Array, flow: Array, mask: bool = True):
         motion = MotionEncoder(self.small)(flow, corr)
         kernels = ((3, 3),) if self.small else ((1, 5), (5, 1))
         net = ConvGRU(self.hidden_dim, kernels)(net, jnp.concatenate([inp, motion], -1))
         head = 128 if self.small else 256
         delta = _conv(2, 3)(nn.relu(_conv(head, 3)(net)))
-        if self.small:
+        if self.small or not mask:
             return net, None, delta
-        mask = 0.25 * _conv(64 * 9, 1)(nn.relu(_conv(256, 3)(net)))  # scaled to balance gradients
-        return net, mask, delta
+        logits = 0.25 * _conv(64 * 9, 1)(nn.relu(_conv(256, 3)(net)))  # scaled to balance gradients
+        return net, logits, delta
 
 
 class _Refine(nn.Module):
@@ -227,14 +228,16 @@ class _Refine(nn.Module):
     corr_kernel: str
 
     @nn.compact
-    def __call__(self, carry, inp, pyramid, coords0):
+    def __call__(self, carry, inp, pyramid, coords0, upsample: bool = True):
         net, coords1 = carry
         coords1 = jax.lax.stop_gradient(coords1)
         corr = lookup(pyramid, coords1, self.radius, kernel=self.corr_kernel)
         net, mask, delta = UpdateBlock(self.hidden_dim, self.small, name="update_block")(
-            net, inp, corr, coords1 - coords0
+            net, inp, corr, coords1 - coords0, upsample
         )
         coords1 = coords1 + delta
+        if not upsample:
+            return (net, coords1), None
         flow = coords1 - coords0
         flow_up = upsample_bilinear(flow) if mask is None else upsample_convex(flow, mask)
         return (net, coords1), flow_up
@@ -246,9 +249,11 @@ class RAFT(nn.Module):
     convex upsampling). ``freeze_bn`` keeps the context batch norm in inference mode
     in training too (the reference does after its first stage).
 
-    ``__call__(image1, image2, iters, flow_init=None, train=False)``: images (B, H, W, 3)
-    in [0, 255], H and W multiples of 8; ``flow_init`` (B, H/8, W/8, 2). Returns the
-    flow after every iteration, (iters, B, H, W, 2). Batch-norm statistics live in the
+    ``__call__(image1, image2, iters, flow_init=None, train=False, final_only=False)``: images
+    (B, H, W, 3) in [0, 255], H and W multiples of 8; ``flow_init`` (B, H/8, W/8, 2). Returns the
+    flow after every iteration, (iters, B, H, W, 2); with ``final_only`` the last one alone,
+    (1, B, H, W, 2), the earlier iterations neither upsampled nor given a mask (the same values,
+    less work: inference). Batch-norm statistics live in the
     ``batch_stats`` collection (large model), mutable when ``train`` and not ``freeze_bn``.
 
     ``unroll`` is ``lax.scan``'s over the refinements; ``None`` (the default) unrolls them all
@@ -285,7 +290,7 @@ class RAFT(nn.Module):
 
     @nn.compact
     def __call__(self, image1: Array, image2: Array, iters: int = 12, flow_init: Array | None = None,
-                 train: bool = False) -> Array:
+                 train: bool = False, final_only: bool = False) -> Array:
         _check_images(image1, image2)
         if iters < 1:
             raise ValueError(f"iters must be >= 1, got {iters}")
@@ -308,6 +313,12 @@ class RAFT(nn.Module):
 
         coords0 = coords_grid(b, h // 8, w // 8, fmaps.dtype)
         coords1 = coords0 if flow_init is None else coords0 + flow_init
+        if final_only:  # a Python loop over one module: the parameters of the scanned body, shared
+            refine = _Refine(self.hidden_dim, self.small, self.radius, self.corr_kernel, name="refine")
+            carry = (net, coords1)
+            for i in range(iters):
+                carry, flow_up = refine(carry, inp, pyramid, coords0, upsample=i == iters - 1)
+            return flow_up[None]
         scan = nn.scan(
             _Refine,
             variable_broadcast="params",
@@ -337,7 +348,7 @@ def estimate_flow(model: RAFT, variables, image1: Array, image2: Array, iters: i
     _check_images(image1, image2, multiple_of_8=False)
     padded1, pads = pad_to_multiple(image1, 8)
     padded2, _ = pad_to_multiple(image2, 8)
-    return unpad(model.apply(variables, padded1, padded2, iters)[-1], pads)
+    return unpad(model.apply(variables, padded1, padded2, iters, final_only=True)[0], pads)
 
 
 # ----------------------------------------------------------------------------- loss and metrics

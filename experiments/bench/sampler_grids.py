@@ -21,7 +21,9 @@ r"""Optimised noise-level grids and learned step corrections per sampler, on dig
    classifier metric of ``metrics.json``) at ``--model_nfe`` for ``--model_solvers`` on the Karras
    grid (σ 0.002–80), next to EDM's Heun with 18 steps (35 NFE); for ``--model_learn`` a
    ``StepCorrection`` (one scale per weight) learned on ``--model_train_draws`` training noise draws
-   against a ``--model_ref_steps``-step Heun solve of the model, then sampled from held-out noise.
+   against a ``--model_ref_steps``-step Heun solve of the model, then sampled from held-out noise. Every
+   row also gives its error: the mean L2 distance to that Heun solve from the same held-out noise (the
+   ODE's solution, whose FD is a row too).
 
 Writes ``grids_optimised.md``, ``model_fd.md`` and ``results.json`` to ``--out``.
 """
@@ -213,16 +215,25 @@ def model(workdir):
         return float(metrics.digits_fd(np.clip(np.asarray(samples), -1.0, 1.0)))
 
     x_eval = draw(0, (n_fd, *shape), f32)  # held out: the corrections are fitted on seeds 100, 101, ...
+    ref_steps = FLAGS.model_ref_steps
+    ref_eval = jax.jit(lambda x: samplers.heun(den, x, karras(ref_steps, f32)))(x_eval)
+
+    def row(sampler, nfe, samples, **extra):
+        return {"sampler": sampler, "nfe": nfe, "fd": fd(samples), "error": float(sample_error(samples, ref_eval)),
+                **extra}
+
     heun35 = jax.jit(lambda x: samplers.heun(den, x, karras(18, f32)))(x_eval)
     floor = metrics.digits_fd_reference(n_fd)["floor"]
-    rows = [{"sampler": "heun (Karras, 18 steps)", "nfe": 35, "fd": fd(heun35)}]
-    print(f"model step {step}: heun-35 FD {rows[0]['fd']:.3f} (floor {floor:.3f})", flush=True)
+    rows = [row("heun (Karras, 18 steps)", 35, heun35), row(f"heun (Karras, {ref_steps} steps)", 2 * ref_steps - 1,
+                                                            ref_eval)]
+    print(f"model step {step}: heun-35 FD {rows[0]['fd']:.3f}, the {2 * ref_steps - 1}-NFE reference's "
+          f"{rows[1]['fd']:.3f} (floor {floor:.3f})", flush=True)
     x_train = jnp.concatenate([draw(100 + k, (BATCH, *shape), f32)
                                for k in range(-(-FLAGS.model_train_draws // BATCH))])[:FLAGS.model_train_draws]
     ref_train = jax.jit(lambda x: samplers.heun(den, x, karras(FLAGS.model_ref_steps, f32)))(x_train)
     for nfe in (int(n) for n in FLAGS.model_nfe):
         for name in FLAGS.model_solvers:
-            rows.append({"sampler": f"{name} (Karras)", "nfe": nfe, "fd": fd(sample(name, nfe, x_eval))})
+            rows.append(row(f"{name} (Karras)", nfe, sample(name, nfe, x_eval)))
             print(rows[-1], flush=True)
         for name in FLAGS.model_learn:
             t0 = time.perf_counter()
@@ -231,18 +242,19 @@ def model(workdir):
             smin = pick_sigma_min(lambda g: float(sample_error(sample(name, nfe, x_train, g), ref_train)), n)
             corr, losses = learn_correction(fn, den, x_train, ref_train, log_uniform(n, smin, f32),
                                             steps=FLAGS.model_steps, lr=FLAGS.lr, options=options, return_losses=True)
-            rows.append({"sampler": f"{name} + learned correction", "nfe": nfe,
-                         "fd": fd(sample(name, nfe, x_eval, corr.sigmas, corr)),
-                         "train_loss_init": float(losses[0]), "train_loss_best": float(losses.min()),
-                         "sigmas": np.asarray(corr.sigmas).tolist(), "seconds": time.perf_counter() - t0})
+            rows.append(row(f"{name} + learned correction", nfe, sample(name, nfe, x_eval, corr.sigmas, corr),
+                            train_loss_init=float(losses[0]), train_loss_best=float(losses.min()),
+                            sigmas=np.asarray(corr.sigmas).tolist(), seconds=time.perf_counter() - t0))
             print(rows[-1], flush=True)
     base = rows[0]["fd"]
     lines = [f"Trained digits model ({workdir}, step {step}): FD of {n_fd} samples from held-out noise (seed 0) "
              f"against the test split (floor {floor:.3f}: real train digits at the same N). Learned corrections "
              f"(one scale per Adams weight, with the grid) fitted on {FLAGS.model_train_draws} training draws "
-             f"(seeds 100+) against a {FLAGS.model_ref_steps}-step Heun solve, {FLAGS.model_steps} Adam steps.", "",
-             "| sampler | NFE | FD | FD / Heun-35 |", "|---|---|---|---|"]
-    lines += [f"| {r['sampler']} | {r['nfe']} | {r['fd']:.3f} | {r['fd'] / base:.2f} |" for r in rows]
+             f"(seeds 100+) against a {ref_steps}-step Heun solve, {FLAGS.model_steps} Adam steps. Error: mean L2 "
+             f"distance to the {ref_steps}-step Heun solve from the same held-out noise.", "",
+             "| sampler | NFE | FD | FD / Heun-35 | error |", "|---|---|---|---|---|"]
+    lines += [f"| {r['sampler']} | {r['nfe']} | {r['fd']:.3f} | {r['fd'] / base:.2f} | {r['error']:.4f} |"
+              for r in rows]
     lines += ["", f"Run time {time.perf_counter() - t_start:.0f}s on {os.cpu_count()} CPU cores."]
     with open(os.path.join(FLAGS.out, "model_fd.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -285,13 +285,30 @@ def _torchvision_raft(size: str, state_dict=None):
     return model
 
 
+def _matmul_rate(n: int = 4096, repeats: int = 5) -> float:
+    """GFLOP/s of XLA's float32 n x n matrix product here, best of ``repeats``: the machine's practical peak."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+    product = jax.jit(jnp.matmul)
+    product(x, x).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        product(x, x).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 def speed(pretrained_path: str | None) -> dict:
     """Median seconds per frame pair (batch 1, ``--speed_iters``, final flow) of RAFT-``--pretrained_size``:
     JAX (jit, compiled beforehand): the refinements in a rolled ``lax.scan``, every iteration's flow upsampled
-    as torchvision does, and ``estimate_flow`` (unrolled on the CPU backend, the final flow alone) and
-    torchvision
-    (``torch.no_grad``, after one warm-up pair) on each of ``--torch_threads``, the same converted weights,
-    the same frames; JAX's flows checked against torchvision's."""
+    as torchvision does, and ``estimate_flow`` (unrolled on the CPU backend, the final flow alone); and
+    torchvision (``torch.no_grad``, after one warm-up pair) on each of ``--torch_threads``; the same converted
+    weights, the same frames; JAX's flows checked against torchvision's. Also ``estimate_flow``'s arithmetic
+    (XLA's cost analysis) and the rate of a large matrix product, the practical peak it is compared with."""
     import jax
     import numpy as np
     import torch
@@ -333,6 +350,9 @@ def speed(pretrained_path: str | None) -> dict:
         flows[name] = np.asarray(run(variables, *frames[0]))
         record["jax_compile_s"][name] = time.perf_counter() - t0
         record["jax_s"][name] = timed(lambda a, b, run=run: run(variables, a, b).block_until_ready())
+    cost = jax.jit(variants["estimate_flow"]).lower(variables, *frames[0]).compile().cost_analysis()
+    record["estimate_flow_gflop"] = (cost[0] if isinstance(cost, list) else cost)["flops"] / 1e9
+    record["matmul_gflops"] = _matmul_rate()
     threads, record["torch_s"] = torch.get_num_threads(), {}
     for n in map(int, FLAGS.torch_threads):
         torch.set_num_threads(n)
@@ -376,6 +396,10 @@ def main(_):
                                               f"{sp['ratio'][k]:.2f}x torchvision)" for k, t in sp["jax_s"].items())
               + "; torchvision " + ", ".join(f"{t:.3f} ({n} threads)" for n, t in sp["torch_s"].items())
               + f"; max |flow difference| {sp['max_abs_diff_px']:.2e} px")
+        rate = sp["estimate_flow_gflop"] / sp["jax_s"]["estimate_flow"]
+        print(f"estimate_flow: {sp['estimate_flow_gflop']:.1f} GFLOP (XLA's cost analysis) at {rate:.1f} GFLOP/s, "
+              f"{rate / sp['matmul_gflops']:.2f}x XLA's 4096^3 float32 matmul rate here ({sp['matmul_gflops']:.1f} "
+              f"GFLOP/s)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ recorded; at the end ``--num_samples`` molecules give atom and molecule stabilit
 uniqueness, validity × uniqueness and novelty (distinct valid SMILES outside the training split's),
 next to the same numbers of as many held-out real molecules
 (the floor of the distance rule; its stability also over all of QM9) and Hoogeboom et al.'s published EDM figures (reached after about
-1,100 epochs on a GPU). Writes ``results.json``, ``results.md`` and ``molecules.png`` under ``--out``.
+1,100 epochs on a GPU). Each ``--churn`` value adds a row of the same final scores from EDM's stochastic
+sampler (``edm``, ``s_churn`` that value, the same grid; noise projected to the CoM-free subspace).
+Writes ``results.json``, ``results.md``, ``molecules.png`` and the EMA parameters (``ema_params.msgpack``,
+flax serialisation) under ``--out``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def bucket_of(num_atoms: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(BUCKETS), num_atoms)
 
 
-def make_config(hidden: int, num_blocks: int, batch_size: int, lr: float, num_steps: int):
+def make_config(hidden: int, num_blocks: int, batch_size: int, lr: float, num_steps: int, churn: float = 0.0):
+    """The ``qm9_3d`` config resized; ``churn > 0`` samples with ``edm`` at that ``s_churn`` instead of Heun."""
     from experiments.configs import qm9_3d
 
     c = qm9_3d.get_config()
@@ -39,6 +43,9 @@ def make_config(hidden: int, num_blocks: int, batch_size: int, lr: float, num_st
     c.train.batch_size = batch_size
     c.optim.learning_rate = lr
     c.sample.num_steps = num_steps
+    if churn > 0:
+        c.sample.sampler = "edm"
+        c.sample.options.s_churn = churn
     return c
 
 
@@ -86,9 +93,11 @@ def sampler(config, net, pre, counts: np.ndarray, chunk: int):
 
 
 def main(minutes: float, out: str, *, hidden: int, num_blocks: int, batch_size: int, lr: float, num_steps: int,
-         curve: list[float], curve_samples: int, num_samples: int, chunk: int, seed: int) -> dict:
+         curve: list[float], curve_samples: int, num_samples: int, chunk: int, seed: int,
+         churns: tuple[float, ...] = ()) -> dict:
     import jax
     import jax.numpy as jnp
+    from flax import serialization
 
     from experiments.checks import optim_config
     from experiments.outputs import Outputs
@@ -140,6 +149,12 @@ def main(minutes: float, out: str, *, hidden: int, num_blocks: int, batch_size: 
     pos, atoms, mask = draw(state.ema_params, jax.random.key(seed + 3), num_samples)
     final = task.score(pos, atoms, mask, elements, rdkit=True, train_smiles=seen)
     sample_seconds = time.perf_counter() - t1
+    stochastic = []
+    for churn in churns:
+        draw_c = sampler(make_config(hidden, num_blocks, batch_size, lr, num_steps, churn), net, pre, counts, chunk)
+        p, a, m = draw_c(state.ema_params, jax.random.key(seed + 3), num_samples)
+        stochastic.append({"s_churn": churn, **task.score(p, a, m, elements, rdkit=True, train_smiles=seen)})
+        print(f"edm, s_churn {churn}: {stochastic[-1]}", flush=True)
     curve_final = task.score(pos[:curve_samples], atoms[:curve_samples], mask[:curve_samples], elements, rdkit=False)
     rows.append({"minutes": round(trained / 60, 1), "steps": steps, "epochs": round(molecules / len(xh), 3),
                  **curve_final})
@@ -147,10 +162,16 @@ def main(minutes: float, out: str, *, hidden: int, num_blocks: int, batch_size: 
     floor = task.score(test["positions"][real], test["atoms"][real], test["mask"][real], elements, rdkit=True,
                        train_smiles=seen)
     outputs.npz("samples.npz", positions=pos, atoms=atoms, mask=mask)
+
+    def write_params(path):
+        with open(path, "wb") as f:
+            f.write(serialization.to_bytes(state.ema_params))
+
+    outputs.save("ema_params.msgpack", write_params)
     task.draw(pos, atoms, mask, elements, outputs)
     result = {"minutes": minutes, "steps": steps, "epochs": round(molecules / len(xh), 3), "train_size": len(xh),
               "num_params": int(sum(x.size for x in jax.tree.leaves(state.params))), "curve": rows,
-              "final": final, "real_floor": floor, "qm9_floor": qm9_floor(), "published": PUBLISHED, "num_samples": num_samples,
+              "final": final, "stochastic": stochastic, "real_floor": floor, "qm9_floor": qm9_floor(), "published": PUBLISHED, "num_samples": num_samples,
               "sample_seconds": round(sample_seconds, 1), "sampler": f"heun, {num_steps} steps",
               "model": {"hidden": hidden, "num_blocks": num_blocks}, "batch_size": batch_size, "lr": lr}
     outputs.json("results.json", result)
@@ -166,8 +187,10 @@ def markdown(result: dict) -> str:
               f"{r['molecule_stability']:.3f} |" for r in result["curve"]]
     keys = ("atom_stability", "molecule_stability", "validity", "uniqueness", "valid_unique", "novelty")
     lines += ["", "| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, r in (("EDM-3D here", result["final"]), ("held-out real molecules", result["real_floor"]),
-                    ("all QM9 geometries", result["qm9_floor"]), ("Hoogeboom et al. (published)", result["published"])):
+    rows = [(result["sampler"], result["final"])]
+    rows += [(f"edm, s_churn {r['s_churn']:g}", r) for r in result.get("stochastic", [])]
+    for name, r in [(f"EDM-3D here ({s})", r) for s, r in rows] + [("held-out real molecules", result["real_floor"]),
+                    ("all QM9 geometries", result["qm9_floor"]), ("Hoogeboom et al. (published)", result["published"])]:
         lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" if k in r else "" for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
@@ -187,6 +210,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("num_samples", 500, "Molecules sampled at the end.")
     flags.DEFINE_integer("chunk", 50, "Molecules per sampler call.")
     flags.DEFINE_integer("seed", 0, "Initialisation, data and sampling seed.")
+    flags.DEFINE_list("churn", [], "s_churn values of EDM's stochastic sampler: one more final row each.")
     FLAGS = flags.FLAGS
 
     def run(argv):
@@ -197,6 +221,7 @@ if __name__ == "__main__":
         os.makedirs(FLAGS.out, exist_ok=True)
         main(FLAGS.minutes, FLAGS.out, hidden=FLAGS.hidden, num_blocks=FLAGS.num_blocks, batch_size=FLAGS.batch_size,
              lr=FLAGS.lr, num_steps=FLAGS.num_steps, curve=curve, curve_samples=FLAGS.curve_samples,
-             num_samples=FLAGS.num_samples, chunk=FLAGS.chunk, seed=FLAGS.seed)
+             num_samples=FLAGS.num_samples, chunk=FLAGS.chunk, seed=FLAGS.seed,
+             churns=tuple(float(c) for c in FLAGS.churn))
 
     app.run(run)

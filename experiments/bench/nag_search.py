@@ -17,8 +17,11 @@ against random search and regularised evolution, and guidance by another propert
    the distinct generated cells, next to random cells and the table.
 5. Search (``search``, reads the table): ``--seeds`` searches each of random search, REA (population 20,
    tournament 5), ranking random cells by the predictor, and guided generation (``jaxdiff.nag.search``),
-   each predictor retrained on the cells evaluated so far; evaluations to the first top-1% cell and to the
-   best cell; ``search.png`` plots the median best-found accuracy against evaluations.
+   each predictor retrained on the cells evaluated so far; with ``--prior`` (a zero-cost column of the
+   table, known for every cell without training it: ``params`` or ``flops``) also the ranking by that proxy
+   alone and both model-based searches with the predictor pretrained on it; ``--methods`` picks the
+   model-based ones. Evaluations to the first top-1% cell and to the best cell; ``search.png`` plots the
+   median best-found accuracy against evaluations.
 
 Writes ``results.json`` and ``search.png`` under ``--out``.
 """
@@ -34,6 +37,7 @@ import numpy as np
 from absl import app, flags
 
 FLAGS = flags.FLAGS
+MODEL_METHODS = ("predictor ranking", "guided generation", "predictor ranking + prior", "guided generation + prior")
 
 
 def define_flags() -> None:
@@ -49,6 +53,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("n_init", 10, "Random cells a model-based search evaluates first.")
     flags.DEFINE_integer("per_round", 10, "Cells a model-based search evaluates per round.")
     flags.DEFINE_float("search_scale", 1.0, "Guidance weight of the guided search.")
+    flags.DEFINE_string("prior", "params", "Zero-cost table column (params, flops) the prior searches start from; "
+                        "empty: none.")
+    flags.DEFINE_list("methods", list(MODEL_METHODS), f"Model-based searches to run: {', '.join(MODEL_METHODS)} "
+                      "(the prior ones need --prior).")
     flags.DEFINE_list("sections", ["unguided", "swap", "guided", "search"],
                       "What to run; guided and search read the property table, unguided and swap do not.")
     flags.DEFINE_integer("channels", 8, "The skeleton's channels for parameters and FLOPs without a table.")
@@ -107,6 +115,11 @@ def main(_):
     from jaxdiff.nag.table import load_table
 
     sections = set(FLAGS.sections)
+    if set(FLAGS.methods) - set(MODEL_METHODS):
+        raise app.UsageError(f"--methods: unknown {sorted(set(FLAGS.methods) - set(MODEL_METHODS))}; "
+                             f"choose from {', '.join(MODEL_METHODS)}")
+    if FLAGS.prior not in ("", "params", "flops"):
+        raise app.UsageError(f"--prior must be params, flops or empty, got {FLAGS.prior!r}")
     os.makedirs(FLAGS.out, exist_ok=True)
     t_start = time.perf_counter()
     config, denoiser, process, train_classes = load_model(FLAGS.workdir)
@@ -184,10 +197,20 @@ def main(_):
             "REA": [search.regularized_evolution(table, values, np.random.default_rng(s), FLAGS.baseline_budget)
                     for s in seeds],
         }
+        prior = table.values(FLAGS.prior) if FLAGS.prior else None
+        if prior is not None:
+            histories[f"ranking by {FLAGS.prior} (zero cost)"] = [
+                search.proxy_search(prior, np.random.default_rng(s), FLAGS.baseline_budget) for s in seeds]
         settings = search.ModelSearch(n_init=FLAGS.n_init, per_round=FLAGS.per_round, budget=FLAGS.budget,
                                       scale=FLAGS.search_scale, num_steps=config.sde.num_steps)
         search_module = nets.PropertyPredictor(hidden=32, depth=2, num_heads=2)
-        for name, kw in (("predictor ranking", {}), ("guided generation", dict(denoiser=denoiser, process=process))):
+        guided = dict(denoiser=denoiser, process=process)
+        kinds = {"predictor ranking": {}, "guided generation": guided,
+                 "predictor ranking + prior": dict(prior=prior), "guided generation + prior": dict(guided, prior=prior)}
+        for name in FLAGS.methods:
+            kw = kinds[name]
+            if "prior" in kw and prior is None:
+                raise app.UsageError(f"--methods: {name!r} needs --prior")
             t0 = time.perf_counter()
             histories[name] = list(search.model_search(table, values, seeds, search_module, settings, **kw))
             print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -202,7 +225,8 @@ def main(_):
                              "best_found": float(np.isfinite(to_best).mean()),
                              "best_acc_at_budget_median": float(np.median([values[h[:FLAGS.budget]].max() for h in hs]))}
             print(name, summary[name], flush=True)
-        results["search"] = {"seeds": len(seeds), "settings": dataclasses.asdict(settings), "methods": summary}
+        results["search"] = {"seeds": len(seeds), "settings": dataclasses.asdict(settings), "prior": FLAGS.prior,
+                             "methods": summary}
         plot(histories, values, top1, os.path.join(FLAGS.out, "search.png"))
     results["seconds"] = round(time.perf_counter() - t_start, 1)
     with open(os.path.join(FLAGS.out, "results.json"), "w") as f:

@@ -11,7 +11,9 @@ r"""Optimised noise-level grids and learned step corrections per sampler, on dig
    grid optimised by Adam on the training draws (``optimise_sigmas``: σ_max = 80 and the final 0
    fixed, σ_min free); and for the ``--learn`` solvers (``ipndm``, ``deis``) a learned
    ``StepCorrection`` with its grid (``learn_correction``, from the same log-uniform grid): one
-   direction scale per step (``step``, AMED-Plugin's form) and one per Adams weight (``weight``).
+   direction scale per step (``step``, AMED-Plugin's form) and one per Adams weight (``weight``); with
+   ``--warm_start`` the corrections start from that solver's optimised grid instead (fitted first, then
+   the correction at ``--correction_lr``), so a correction can only improve on the optimised grid.
    All are measured on held-out draws (disjoint seeds): mean and range over those draws. A solver
    with ``-afs`` takes one step more than its NFE (the analytical first step). The defaults (two
    training draws, 150 Adam steps) keep a three-solver run near 10 minutes on 2 shared cores; more
@@ -61,6 +63,9 @@ def define_flags() -> None:
     flags.DEFINE_list("heldout_seeds", [str(s) for s in range(1, 9)], "Noise seeds they are measured on.")
     flags.DEFINE_integer("steps", 150, "Adam steps per grid or correction.")
     flags.DEFINE_float("lr", 0.05, "Peak Adam learning rate.")
+    flags.DEFINE_bool("warm_start", False, "Learn the corrections from the solver's optimised grid, not the "
+                      "log-uniform one.")
+    flags.DEFINE_float("correction_lr", 0.0, "Peak learning rate of the corrections (0: --lr).")
     flags.DEFINE_string("model_workdir", None, "Workdir of a trained digits run: measure its FD (part 2).")
     flags.DEFINE_list("model_nfe", ["5", "8", "10"], "NFEs for the trained model.")
     flags.DEFINE_list("model_solvers", ["unipc-3", "dpmpp_3m", "ipndm-4", "deis-3"],
@@ -157,15 +162,16 @@ def ideal(train_seeds, heldout_seeds):
         init = log_uniform(n, smin)
         grids = {"karras (default)": (karras(n), None), f"log-uniform σmin={smin:g}": (init, None)}
         fits = {}
-        if name in FLAGS.solvers:
+        if name in FLAGS.solvers or (name in FLAGS.learn and FLAGS.warm_start):
             sigmas, losses = optimise_sigmas(fn, ideal_denoiser(data), x_train, ref_train, init, steps=FLAGS.steps,
                                              lr=FLAGS.lr, return_losses=True, options=options)
             grids["optimised"], fits["optimised"] = (sigmas, None), losses
         if name in FLAGS.learn:
+            start = grids["optimised"][0] if FLAGS.warm_start else init
             for kind in FLAGS.corrections:
-                corr, losses = learn_correction(fn, ideal_denoiser(data), x_train, ref_train, init, steps=FLAGS.steps,
-                                                lr=FLAGS.lr, per_weight=kind == "weight", return_losses=True,
-                                                options=options)
+                corr, losses = learn_correction(fn, ideal_denoiser(data), x_train, ref_train, start, steps=FLAGS.steps,
+                                                lr=FLAGS.correction_lr or FLAGS.lr, per_weight=kind == "weight",
+                                                return_losses=True, options=options)
                 grids[f"learned correction ({kind})"], fits[f"learned correction ({kind})"] = (corr.sigmas, corr), losses
         for gname, (grid, corr) in grids.items():
             row = {"solver": name, "nfe": nfe, "grid": gname, "sigmas": np.asarray(grid).tolist(),
@@ -180,8 +186,9 @@ def ideal(train_seeds, heldout_seeds):
 
     lines = [f"Digits ideal denoiser, batch {BATCH}, float64, error vs 1000-step Heun. Grids and corrections fitted "
              f"on noise seeds {train_seeds} ({FLAGS.steps} Adam steps, lr {FLAGS.lr:g}, from the log-uniform grid "
-             f"whose σmin in {list(LOG_UNIFORM_MINS)} is best on those seeds); error: mean (min–max) over held-out "
-             f"seeds {heldout_seeds}.", "",
+             f"whose σmin in {list(LOG_UNIFORM_MINS)} is best on those seeds"
+             + (f"; corrections from the optimised grid, lr {FLAGS.correction_lr or FLAGS.lr:g}" if FLAGS.warm_start
+                else "") + f"); error: mean (min–max) over held-out seeds {heldout_seeds}.", "",
              "| solver | NFE | grid | held-out error | train loss | σ (nonzero levels) |", "|---|---|---|---|---|---|"]
     for r in rows:
         levels = ", ".join(f"{v:.3g}" for v in r["sigmas"][:-1])

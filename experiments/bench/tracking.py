@@ -13,7 +13,10 @@ flow chained the same way, and zero motion. Lucas–Kanade's window, levels and 
 threshold are the best of a small grid on training clips. TAP-Vid metrics, query first, at 256x256;
 δ_avg on hidden frames. Saves ``--figure`` (tracks over frames).
 
-``ablation``: the same recipe and ``--minutes`` with ``model.virtual=0`` (each point alone), scored
+``--steps`` (> 0) trains each tracker for that many steps instead of filling ``--minutes``: the
+ablation's comparison at an equal step count, whatever the machine's load.
+
+``ablation``: the same recipe and budget with ``model.virtual=0`` (each point alone), scored
 next to the joint tracker overall, on the frames where points are hidden, and on the tracks hidden
 at some frame after their query.
 
@@ -40,6 +43,7 @@ PARTS = ("accuracy", "ablation", "speed", "stereo")
 
 def define_flags() -> None:
     flags.DEFINE_float("minutes", 30.0, "Training budget of each tracker, minutes.")
+    flags.DEFINE_integer("steps", 0, "Training steps of each tracker; 0: as many as fill --minutes.")
     flags.DEFINE_float("raft_minutes", 30.0, "Training budget of RAFT-small, minutes.")
     flags.DEFINE_string("workdir", "workdir/tracking_bench", "Checkpoints, plans and results.")
     flags.DEFINE_list("parts", list(PARTS), f"Which parts to run: {', '.join(PARTS)}.")
@@ -65,8 +69,9 @@ def tracker_config(name: str):
     return config
 
 
-def plan_steps(config, workdir: str, minutes: float) -> int:
-    """Steps that fill ``minutes``, timed on 3 steps (data included) after compiling; stored in the workdir."""
+def plan_steps(config, workdir: str, minutes: float, steps: int = 0) -> int:
+    """``steps`` if > 0, else the steps that fill ``minutes``, timed on 3 steps (data included) after
+    compiling; stored in the workdir (a rerun keeps the stored plan)."""
     import jax
 
     from experiments import checks
@@ -77,6 +82,11 @@ def plan_steps(config, workdir: str, minutes: float) -> int:
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)["num_steps"]
+    os.makedirs(workdir, exist_ok=True)
+    if steps > 0:
+        with open(path, "w") as f:
+            json.dump({"num_steps": steps, "probe_s_per_step": None, "minutes": None}, f)
+        return steps
     experiment = tracking.build(config)
     optimizer = make_optimizer(checks.optim_config(config))
     state = create_train_state(experiment.init(jax.random.key(0)), optimizer, jax.random.key(1))
@@ -91,7 +101,6 @@ def plan_steps(config, workdir: str, minutes: float) -> int:
     jax.block_until_ready(state)
     per_step = (time.perf_counter() - t0) / 3
     num_steps = max(10, int(minutes * 60 / per_step))
-    os.makedirs(workdir, exist_ok=True)
     with open(path, "w") as f:
         json.dump({"num_steps": num_steps, "probe_s_per_step": per_step, "minutes": minutes}, f)
     print(f"{workdir}: {per_step:.2f} s/step -> {num_steps} steps for {minutes} min", flush=True)
@@ -110,9 +119,11 @@ def train_tracker(name: str, minutes: float):
 
     config = tracker_config(name)
     workdir = os.path.join(FLAGS.workdir, name)
-    config.train.num_steps = plan_steps(config, workdir, minutes)
+    config.train.num_steps = plan_steps(config, workdir, minutes, FLAGS.steps)
     config.optim.warmup_steps = min(config.optim.warmup_steps, max(1, config.train.num_steps // 20))
+    t0 = time.perf_counter()
     metrics = run.run(config, workdir, progress=False)
+    metrics = {**metrics, "wall_seconds": time.perf_counter() - t0}  # of this call: a resumed run's last part
     experiment = tracking.build(config)
     state = replicate(create_train_state(experiment.init(jax.random.key(0)), make_optimizer(checks.optim_config(config)),
                                          jax.random.key(0)), data_mesh())
@@ -324,7 +335,7 @@ def ablation() -> dict:
 
     out = {}
     for name in ("joint", "single"):
-        config, params, _ = train_tracker(name, FLAGS.minutes)
+        config, params, run_metrics = train_tracker(name, FLAGS.minutes)
         clips = held_out(config)
         tracks, vis = CoTracker(**dict(config.model)).track(params, clips["video"], clips["queries"])
         tracks, visible = np.asarray(tracks), np.asarray(vis) > 0.5
@@ -334,7 +345,7 @@ def ablation() -> dict:
             plan = json.load(f)
         out[name] = {"all": score(clips, tracks, visible), "hidden_tracks": score(sub, sub_tracks, sub_visible),
                      "hidden_track_count": int(hidden.sum()), "steps": plan["num_steps"],
-                     "s_per_step": plan["probe_s_per_step"]}
+                     "s_per_step": plan["probe_s_per_step"], "train_wall_seconds": run_metrics["wall_seconds"]}
     return out
 
 

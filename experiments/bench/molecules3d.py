@@ -34,12 +34,14 @@ def bucket_of(num_atoms: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(BUCKETS), num_atoms)
 
 
-def make_config(hidden: int, num_blocks: int, batch_size: int, lr: float, num_steps: int, churn: float = 0.0):
-    """The ``qm9_3d`` config resized; ``churn > 0`` samples with ``edm`` at that ``s_churn`` instead of Heun."""
+def make_config(hidden: int, num_blocks: int, batch_size: int, lr: float, num_steps: int, churn: float = 0.0,
+                sin_embedding: bool = False):
+    """The ``qm9_3d`` config resized; ``churn > 0`` samples with ``edm`` at that ``s_churn`` instead of Heun;
+    ``sin_embedding`` gives the EGNN sinusoidal distance features."""
     from experiments.configs import qm9_3d
 
     c = qm9_3d.get_config()
-    c.model.update(dict(hidden=hidden, num_blocks=num_blocks))
+    c.model.update(dict(hidden=hidden, num_blocks=num_blocks, sin_embedding=sin_embedding))
     c.train.batch_size = batch_size
     c.optim.learning_rate = lr
     c.sample.num_steps = num_steps
@@ -94,7 +96,7 @@ def sampler(config, net, pre, counts: np.ndarray, chunk: int):
 
 def main(minutes: float, out: str, *, hidden: int, num_blocks: int, batch_size: int, lr: float, num_steps: int,
          curve: list[float], curve_samples: int, num_samples: int, chunk: int, seed: int,
-         churns: tuple[float, ...] = ()) -> dict:
+         churns: tuple[float, ...] = (), sin_embedding: bool = False) -> dict:
     import jax
     import jax.numpy as jnp
     from flax import serialization
@@ -105,7 +107,7 @@ def main(minutes: float, out: str, *, hidden: int, num_blocks: int, batch_size: 
     from jaxdiff.data.qm9_3d import node_count_distribution
     from jaxdiff.train import create_train_state, make_optimizer, make_train_step
 
-    config = make_config(hidden, num_blocks, batch_size, lr, num_steps)
+    config = make_config(hidden, num_blocks, batch_size, lr, num_steps, sin_embedding=sin_embedding)
     train, test, elements = task.load_data(config.data)
     xh = task.states(train, len(elements))
     module, net, pre, loss_fn = task.build_model(config)
@@ -151,7 +153,8 @@ def main(minutes: float, out: str, *, hidden: int, num_blocks: int, batch_size: 
     sample_seconds = time.perf_counter() - t1
     stochastic = []
     for churn in churns:
-        draw_c = sampler(make_config(hidden, num_blocks, batch_size, lr, num_steps, churn), net, pre, counts, chunk)
+        draw_c = sampler(make_config(hidden, num_blocks, batch_size, lr, num_steps, churn, sin_embedding), net, pre,
+                         counts, chunk)
         p, a, m = draw_c(state.ema_params, jax.random.key(seed + 3), num_samples)
         stochastic.append({"s_churn": churn, **task.score(p, a, m, elements, rdkit=True, train_smiles=seen)})
         print(f"edm, s_churn {churn}: {stochastic[-1]}", flush=True)
@@ -173,7 +176,7 @@ def main(minutes: float, out: str, *, hidden: int, num_blocks: int, batch_size: 
               "num_params": int(sum(x.size for x in jax.tree.leaves(state.params))), "curve": rows,
               "final": final, "stochastic": stochastic, "real_floor": floor, "qm9_floor": qm9_floor(), "published": PUBLISHED, "num_samples": num_samples,
               "sample_seconds": round(sample_seconds, 1), "sampler": f"heun, {num_steps} steps",
-              "model": {"hidden": hidden, "num_blocks": num_blocks}, "batch_size": batch_size, "lr": lr}
+              "model": {"hidden": hidden, "num_blocks": num_blocks, "sin_embedding": sin_embedding}, "batch_size": batch_size, "lr": lr}
     outputs.json("results.json", result)
     outputs.text("results.md", markdown(result))
     print(markdown(result))
@@ -211,6 +214,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("chunk", 50, "Molecules per sampler call.")
     flags.DEFINE_integer("seed", 0, "Initialisation, data and sampling seed.")
     flags.DEFINE_list("churn", [], "s_churn values of EDM's stochastic sampler: one more final row each.")
+    flags.DEFINE_bool("sin_embedding", False, "Sinusoidal distance features in the EGNN (Hoogeboom et al.'s).")
     FLAGS = flags.FLAGS
 
     def run(argv):
@@ -222,6 +226,6 @@ if __name__ == "__main__":
         main(FLAGS.minutes, FLAGS.out, hidden=FLAGS.hidden, num_blocks=FLAGS.num_blocks, batch_size=FLAGS.batch_size,
              lr=FLAGS.lr, num_steps=FLAGS.num_steps, curve=curve, curve_samples=FLAGS.curve_samples,
              num_samples=FLAGS.num_samples, chunk=FLAGS.chunk, seed=FLAGS.seed,
-             churns=tuple(float(c) for c in FLAGS.churn))
+             churns=tuple(float(c) for c in FLAGS.churn), sin_embedding=FLAGS.sin_embedding)
 
     app.run(run)

@@ -174,9 +174,11 @@ def main(minutes: float, out: str, *, hidden: int, num_blocks: int, batch_size: 
     task.draw(pos, atoms, mask, elements, outputs)
     result = {"minutes": minutes, "steps": steps, "epochs": round(molecules / len(xh), 3), "train_size": len(xh),
               "num_params": int(sum(x.size for x in jax.tree.leaves(state.params))), "curve": rows,
-              "final": final, "stochastic": stochastic, "real_floor": floor, "qm9_floor": qm9_floor(), "published": PUBLISHED, "num_samples": num_samples,
+              "final": final, "stochastic": stochastic, "real_floor": floor, "qm9_floor": qm9_floor(),
+              "published": PUBLISHED, "num_samples": num_samples,
               "sample_seconds": round(sample_seconds, 1), "sampler": f"heun, {num_steps} steps",
-              "model": {"hidden": hidden, "num_blocks": num_blocks, "sin_embedding": sin_embedding}, "batch_size": batch_size, "lr": lr}
+              "model": {"hidden": hidden, "num_blocks": num_blocks, "sin_embedding": sin_embedding},
+              "batch_size": batch_size, "lr": lr}
     outputs.json("results.json", result)
     outputs.text("results.md", markdown(result))
     print(markdown(result))
@@ -191,7 +193,7 @@ def markdown(result: dict) -> str:
     keys = ("atom_stability", "molecule_stability", "validity", "uniqueness", "valid_unique", "novelty")
     lines += ["", "| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     rows = [(result["sampler"], result["final"])]
-    rows += [(f"edm, s_churn {r['s_churn']:g}", r) for r in result.get("stochastic", [])]
+    rows += [(f"edm, s_churn {r['s_churn']:g}", r) for r in result["stochastic"]]
     for name, r in [(f"EDM-3D here ({s})", r) for s, r in rows] + [("held-out real molecules", result["real_floor"]),
                     ("all QM9 geometries", result["qm9_floor"]), ("Hoogeboom et al. (published)", result["published"])]:
         lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" if k in r else "" for k in keys) + " |")

@@ -9,11 +9,12 @@ r"""Optimised noise-level grids and learned step corrections per sampler, on dig
    0.002–80, rho 7) from the same noise. Per solver and NFE: the default Karras grid (0.002–80,
    rho 7); the log-uniform grid 80 → σ_min (then 0) with σ_min picked on the training draws; that
    grid optimised by Adam on the training draws (``optimise_sigmas``: σ_max = 80 and the final 0
-   fixed, σ_min free); and for the ``--learn`` solvers (``ipndm``, ``deis``) a learned
+   fixed, σ_min free); and for the ``--learn`` solvers (``ipndm``, ``deis``, ``unipc``) a learned
    ``StepCorrection`` with its grid (``learn_correction``, from the same log-uniform grid): one
-   direction scale per step (``step``, AMED-Plugin's form) and one per Adams weight (``weight``); with
-   ``--warm_start`` the corrections start from that solver's optimised grid instead (fitted first, then
-   the correction at ``--correction_lr``), so a correction can only improve on the optimised grid.
+   direction scale per step (``step``, AMED-Plugin's form) and, but for UniPC, one per Adams weight
+   (``weight``); with ``--warm_start`` the corrections start from that solver's optimised grid instead
+   (fitted first, then the correction for ``--correction_steps`` at ``--correction_lr``), so a
+   correction can only improve on the optimised grid.
    All are measured on held-out draws (disjoint seeds): mean and range over those draws. A solver
    with ``-afs`` takes one step more than its NFE (the analytical first step). The defaults (two
    training draws, 150 Adam steps) keep a three-solver run near 10 minutes on 2 shared cores; more
@@ -56,7 +57,8 @@ def define_flags() -> None:
     flags.DEFINE_list("solvers", ["unipc-3", "dpmpp_3m", "dpmpp_2m"], "Solvers to optimise a grid for.")
     flags.DEFINE_list("nfe", ["10"], "NFEs for every solver.")
     flags.DEFINE_list("extra_nfe", ["5", "20"], "Further NFEs, for the first solver only (empty to skip).")
-    flags.DEFINE_list("learn", [], "Solvers (ipndm-*, deis-*) to learn a step correction for, at every --nfe.")
+    flags.DEFINE_list("learn", [], "Solvers (ipndm-*, deis-*, unipc-*) to learn a step correction for, at every "
+                      "--nfe.")
     flags.DEFINE_list("corrections", ["step", "weight"], "Learned corrections: step (one direction scale per "
                       "step, AMED-Plugin's) and/or weight (one per Adams weight).")
     flags.DEFINE_list("train_seeds", ["100", "101"], "Noise seeds the grids and corrections are fitted on.")
@@ -66,6 +68,7 @@ def define_flags() -> None:
     flags.DEFINE_bool("warm_start", False, "Learn the corrections from the solver's optimised grid, not the "
                       "log-uniform one.")
     flags.DEFINE_float("correction_lr", 0.0, "Peak learning rate of the corrections (0: --lr).")
+    flags.DEFINE_integer("correction_steps", 0, "Adam steps per correction (0: --steps).")
     flags.DEFINE_string("model_workdir", None, "Workdir of a trained digits run: measure its FD (part 2).")
     flags.DEFINE_list("model_nfe", ["5", "8", "10"], "NFEs for the trained model.")
     flags.DEFINE_list("model_solvers", ["unipc-3", "dpmpp_3m", "ipndm-4", "deis-3"],
@@ -169,7 +172,8 @@ def ideal(train_seeds, heldout_seeds):
         if name in FLAGS.learn:
             start = grids["optimised"][0] if FLAGS.warm_start else init
             for kind in FLAGS.corrections:
-                corr, losses = learn_correction(fn, ideal_denoiser(data), x_train, ref_train, start, steps=FLAGS.steps,
+                corr, losses = learn_correction(fn, ideal_denoiser(data), x_train, ref_train, start,
+                                                steps=FLAGS.correction_steps or FLAGS.steps,
                                                 lr=FLAGS.correction_lr or FLAGS.lr, per_weight=kind == "weight",
                                                 return_losses=True, options=options)
                 grids[f"learned correction ({kind})"], fits[f"learned correction ({kind})"] = (corr.sigmas, corr), losses
@@ -280,6 +284,8 @@ def main(argv):
     for name in FLAGS.solvers + FLAGS.learn + FLAGS.model_solvers + FLAGS.model_learn:
         if name not in SOLVERS:
             raise ValueError(f"unknown solver {name!r}; choose from {', '.join(SOLVERS)}")
+    if "weight" in FLAGS.corrections and any(name.startswith("unipc") for name in FLAGS.learn):
+        raise ValueError("--learn=unipc-* takes --corrections=step (UniPC has one direction scale per step)")
     results = {"train_seeds": train_seeds, "heldout_seeds": heldout_seeds, "steps": FLAGS.steps, "lr": FLAGS.lr}
     if FLAGS.solvers or FLAGS.learn:
         results["rows"] = ideal(train_seeds, heldout_seeds)

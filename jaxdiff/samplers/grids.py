@@ -220,7 +220,8 @@ def learn_correction(
     options: Mapping[str, Any] | None = None,
     return_losses: bool = False,
 ):
-    """A ``StepCorrection`` for ``sampler`` (``ipndm`` or ``deis``) fitted to ``reference`` by Adam.
+    """A ``StepCorrection`` for ``sampler`` (``ipndm``, ``deis``, or ``unipc`` with ``per_weight=False``)
+    fitted to ``reference`` by Adam.
 
     AMED-Plugin's time-step corrections as per-step scalars: step i queries the denoiser at
     ``time_scale[i] · σ_i`` and scales its update by ``dir_scale[i]``, or with ``per_weight`` each
@@ -229,7 +230,7 @@ def learn_correction(
     in ``optimise_sigmas``. No denoiser call is added: NFE stays the sampler's.
 
     Args:
-      sampler: a sampler taking ``correction=`` (``jaxdiff.samplers.ipndm`` or ``deis``).
+      sampler: a sampler taking ``correction=`` (``jaxdiff.samplers.ipndm``, ``deis``, ``unipc``).
       denoiser: ``denoiser(x, sigma) -> x0_hat``, differentiable in ``x`` and ``sigma``.
       x_train: (B, ...) initial noise at level ``sigmas_init[0]`` (training draws).
       reference: (B, ...) target samples from the same noise, e.g. a 1,000-step Heun solve.
@@ -251,7 +252,7 @@ def learn_correction(
       ``(correction, losses)``.
     """
     if callable(sampler) and "correction" not in _parameters(sampler):
-        raise ValueError(f"sampler must take a correction= option (ipndm, deis), got {_name(sampler)}")
+        raise ValueError(f"sampler must take a correction= option (ipndm, deis, unipc), got {_name(sampler)}")
     x_train, reference, options = _check_fit_args(sampler, denoiser, x_train, reference, steps, lr,
                                                   final_lr_fraction, options)
     if "correction" in options:

@@ -20,7 +20,8 @@ the Lagrange basis in σ, is ``jaxdiff.samplers.lms``). Fixed weights on unequal
 iPNDM is of order ``order`` on equal steps in σ, second order on a Karras grid; DEIS keeps its
 order on any smooth grid. Both take
 ``afs`` (the analytical first step: ε at σ_0 as ``x / sqrt(1 + σ_0²)``, one call saved) and a
-learned per-step ``correction`` ([`StepCorrection`][jaxdiff.samplers.corrections.StepCorrection]).
+learned per-step ``correction`` ([`StepCorrection`][jaxdiff.samplers.corrections.StepCorrection]);
+UniPC takes one with a single direction scale per step.
 """
 
 from __future__ import annotations
@@ -82,14 +83,31 @@ def _select(p, variants):
     return out
 
 
-@register(nfe=lambda n, order=3: n, deterministic=True)
-def unipc(denoiser, x, sigmas, *, key=None, noise=None, order: int = 3, return_trajectory: bool = False, **cond):
-    """UniPC-``order`` (1 to 3) with the UniC corrector, DPM-Solver++ style data prediction; NFE = N."""
+@register(nfe=lambda n, order=3, correction=None: n, deterministic=True)
+def unipc(denoiser, x, sigmas, *, key=None, noise=None, order: int = 3, correction: StepCorrection | None = None,
+          return_trajectory: bool = False, **cond):
+    """UniPC-``order`` (1 to 3) with the UniC corrector, DPM-Solver++ style data prediction; NFE = N.
+
+    ``correction``: a learned ``StepCorrection`` with one direction scale per step (``dir_scale``
+    (N, 1)): step i queries the denoiser at ``time_scale[i] σ_i``, and its predicted and corrected
+    points ``x_new`` become ``x + dir_scale[i] (x_new - x)`` from its start ``x``; no denoiser call
+    is added.
+    """
     del key, noise
     if isinstance(order, bool) or not isinstance(order, int) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
     sig, sig_next = step_levels(x, sigmas)
     n = sig.shape[0]
+    time_scale, dir_scale = jnp.ones_like(sig), jnp.ones_like(sig)
+    if correction is not None:
+        if not isinstance(correction, StepCorrection):
+            raise ValueError(f"correction must be a StepCorrection, got {type(correction).__name__}")
+        if jnp.ndim(correction.dir_scale) == 2 and jnp.shape(correction.dir_scale)[1] != 1:
+            raise ValueError(f"unipc takes one direction scale per step (dir_scale (N, 1), learn_correction's "
+                             f"per_weight=False), got dir_scale {jnp.shape(correction.dir_scale)}")
+        correction.check(sigmas, 1)
+        time_scale = jnp.asarray(correction.time_scale, x.dtype)
+        dir_scale = jnp.asarray(correction.dir_scale, x.dtype)[:, 0]
     # λ at σ_{i-3}, ..., σ_i, σ_{i+1}; levels before the grid are padded (their terms are never selected).
     pad = sig[0] * jnp.asarray([8.0, 4.0, 2.0], x.dtype)
     lam_all = -jnp.log(jnp.concatenate([pad, sig]))
@@ -97,24 +115,27 @@ def unipc(denoiser, x, sigmas, *, key=None, noise=None, order: int = 3, return_t
     idx = jnp.arange(n)
     p_pred = jnp.minimum(jnp.minimum(order, idx + 1), n - idx)
 
+    def scaled(base, moved, d_scale):
+        return moved if correction is None else base + d_scale * (moved - base)
+
     def step(carry, s):
-        x, x_base, hist, p_prev = carry  # hist: D_{i-1}, D_{i-2}, D_{i-3}
-        i, lam, sigma, sigma_next, p = s
-        d = denoise(denoiser, x, sigma, cond)
+        x, x_base, hist, p_prev, d_prev = carry  # hist: D_{i-1}, D_{i-2}, D_{i-3}
+        i, lam, sigma, sigma_next, p, t_scale, d_scale = s
+        d = denoise(denoiser, x, t_scale * sigma, cond)
         # UniC: correct x_i from base x_{i-1} with D_{i-1}, ... and the new D_i.
         corrected = [_update(x_base, lam[1:], lam[0], hist, d, q, True) for q in range(1, order + 1)]
-        x = jnp.where(i > 0, _select(p_prev, corrected), x)
+        x = jnp.where(i > 0, scaled(x_base, _select(p_prev, corrected), d_prev), x)
         ms = (d, *hist[:2])
         last = sigma_next == 0
         lam_t = -jnp.log(jnp.where(last, 0.5 * sigma, sigma_next))  # a finite stand-in; unused when last
         predicted = [_update(x, lam[:3], lam_t, ms, None, q, False) for q in range(1, order + 1)]
-        x_next = jnp.where(last, d, _select(p, predicted))
-        return x_next, x, ms, p
+        x_next = scaled(x, jnp.where(last, d, _select(p, predicted)), d_scale)
+        return x_next, x, ms, p, d_scale
 
     zero = jnp.zeros_like(x)
-    init = (x, x, (zero, zero, zero), jnp.ones((), p_pred.dtype))
-    (x, *_), traj = run_steps(step, init, (idx, lams, sig, sig_next, p_pred), trajectory=return_trajectory,
-                              state=lambda c: c[0])
+    init = (x, x, (zero, zero, zero), jnp.ones((), p_pred.dtype), jnp.ones((), x.dtype))
+    xs = (idx, lams, sig, sig_next, p_pred, time_scale, dir_scale)
+    (x, *_), traj = run_steps(step, init, xs, trajectory=return_trajectory, state=lambda c: c[0])
     return finish(x, traj, return_trajectory)
 
 

@@ -13,7 +13,7 @@ from scipy import integrate
 
 from jaxdiff import samplers, schedules
 from jaxdiff.denoisers import ideal_denoiser
-from jaxdiff.samplers import StepCorrection, deis, ipndm, learn_correction, restart
+from jaxdiff.samplers import StepCorrection, deis, ipndm, learn_correction, restart, unipc
 from jaxdiff.samplers.grids import sample_error
 from jaxdiff.samplers.multistep import (
     AB_WEIGHTS, VP_BETA_D, VP_BETA_MIN, deis_coeffs, ipndm_coeffs, vp_time,
@@ -321,6 +321,33 @@ def test_correction_scales_time_and_direction():
     np.testing.assert_allclose(traj[1, 0, 0], x1 + 0.5 * (sig[2] - sig[1]) * x1 / sig[1], rtol=1e-6)
 
 
+def test_unipc_correction_scales_time_and_both_updates():
+    """UniPC: time_scale moves the level the denoiser sees; dir_scale scales the step's predicted and
+    corrected moves; the identity changes nothing."""
+    levels = []
+
+    def recorded(x, sigma):
+        jax.debug.callback(lambda s: levels.append(float(s)), sigma, ordered=True)
+        return jnp.zeros_like(x)
+
+    sig = schedules.karras(4, 0.1, 10.0)
+    ts = jnp.asarray([1.0, 0.5, 2.0, 1.0])
+    ds = jnp.asarray([0.9, 0.5, 1.2, 0.7])
+    x0 = jnp.ones((1, 1))
+    out = unipc(recorded, x0, sig, order=3, correction=StepCorrection(sig, ts, ds[:, None]))
+    jax.effects_barrier()
+    np.testing.assert_allclose(levels, np.asarray(sig[:-1] * ts), rtol=1e-6)
+    # D ≡ 0: every UniPC move is x -> (σ_next / σ) x, and to 0 on the last step
+    ratios = np.append(np.asarray(sig[1:-1] / sig[:-2]), 0.0)
+    np.testing.assert_allclose(out[0, 0], np.prod(1 + np.asarray(ds) * (ratios - 1)), rtol=1e-6)
+    x0 = 10.0 * jax.random.normal(jax.random.key(6), (4, 3))
+    sig = schedules.karras(6, 0.05, 10.0)
+    np.testing.assert_allclose(unipc(_gaussian, x0, sig, correction=StepCorrection.identity(sig)),
+                               unipc(_gaussian, x0, sig), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="one direction scale per step"):
+        unipc(_gaussian, x0, sig, correction=StepCorrection.identity(sig, 3))
+
+
 def test_correction_is_a_pytree_through_jit():
     sig = schedules.karras(6, 0.05, 10.0)
     corr = StepCorrection(sig, jnp.full(6, 0.9), jnp.full((6, 3), 1.1))
@@ -356,25 +383,25 @@ def _learning_problem():
     return den, (x[0], ref[0]), (x[1], ref[1]), init
 
 
-@pytest.mark.parametrize("per_weight", [False, True])
-def test_learned_correction_lowers_heldout_error(_learning_problem, x64, per_weight):
+@pytest.mark.parametrize("sampler,per_weight", [(ipndm, False), (ipndm, True), (unipc, False)])
+def test_learned_correction_lowers_heldout_error(_learning_problem, x64, sampler, per_weight):
     """Fitted on training draws, measured on held-out ones: below the same sampler on the initial grid."""
     den, (x, ref), (x_test, ref_test), init = _learning_problem
-    corr, losses = learn_correction(ipndm, den, x, ref, init, steps=40, lr=0.1, options={"order": 3},
+    corr, losses = learn_correction(sampler, den, x, ref, init, steps=40, lr=0.1, options={"order": 3},
                                     per_weight=per_weight, return_losses=True)
     s = np.asarray(corr.sigmas)
     assert s.shape == init.shape and np.all(np.diff(s) < 0) and s[0] == init[0] and s[-1] == 0
     assert corr.dir_scale.shape == (4, 3 if per_weight else 1) and corr.time_scale.shape == (4,)
     assert losses.min() < 0.8 * losses[0], losses
-    before = float(sample_error(ipndm(den, x_test, init, order=3), ref_test))
-    after = float(sample_error(ipndm(den, x_test, corr.sigmas, order=3, correction=corr), ref_test))
-    assert after < 0.8 * before, (before, after)
+    before = float(sample_error(sampler(den, x_test, init, order=3), ref_test))
+    after = float(sample_error(sampler(den, x_test, corr.sigmas, order=3, correction=corr), ref_test))
+    assert after < (0.9 if sampler is unipc else 0.8) * before, (before, after)  # UniPC starts closer
 
 
 def test_learn_correction_bad_input(_learning_problem, x64):
     den, (x, ref), _, init = _learning_problem
     with pytest.raises(ValueError, match="correction= option"):
-        learn_correction(samplers.unipc, den, x, ref, init, steps=1)
+        learn_correction(samplers.dpmpp_2m, den, x, ref, init, steps=1)
     with pytest.raises(ValueError, match="options must not hold 'correction'"):
         learn_correction(ipndm, den, x, ref, init, steps=1, options={"correction": None})
     with pytest.raises(ValueError, match="sigmas_init"):

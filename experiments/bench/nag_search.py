@@ -53,6 +53,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("n_init", 10, "Random cells a model-based search evaluates first.")
     flags.DEFINE_integer("per_round", 10, "Cells a model-based search evaluates per round.")
     flags.DEFINE_float("search_scale", 1.0, "Guidance weight of the guided search.")
+    flags.DEFINE_float("prior_scale", None, "Guidance weight of the prior searches' first round (default: "
+                       "--search_scale; 0: unguided proposals ranked by the pretrained predictor).")
+    flags.DEFINE_float("margin", 1.0, "Guidance target: the best value found plus this many standard deviations.")
     flags.DEFINE_string("prior", "params", "Zero-cost table column (params, flops) the prior searches start from; "
                         "empty: none.")
     flags.DEFINE_list("methods", list(MODEL_METHODS), f"Model-based searches to run: {', '.join(MODEL_METHODS)} "
@@ -202,7 +205,8 @@ def main(_):
             histories[f"ranking by {FLAGS.prior} (zero cost)"] = [
                 search.proxy_search(prior, np.random.default_rng(s), FLAGS.baseline_budget) for s in seeds]
         settings = search.ModelSearch(n_init=FLAGS.n_init, per_round=FLAGS.per_round, budget=FLAGS.budget,
-                                      scale=FLAGS.search_scale, num_steps=config.sde.num_steps)
+                                      scale=FLAGS.search_scale, prior_scale=FLAGS.prior_scale,
+                                      margin=FLAGS.margin, num_steps=config.sde.num_steps)
         search_module = nets.PropertyPredictor(hidden=32, depth=2, num_heads=2)
         guided = dict(denoiser=denoiser, process=process)
         kinds = {"predictor ranking": {}, "guided generation": guided,

@@ -108,6 +108,8 @@ class ModelSearch:
             values found; the guidance temperature is that standard deviation.
         num_steps: predictor–corrector steps of the sampler.
         prior_steps: training steps of the predictor on the prior (with ``model_search``'s ``prior``).
+        prior_scale: guidance weight of the prior's round (None: ``scale``; 0: unguided proposals,
+            ranked by the pretrained predictor).
     """
 
     n_init: int = 10
@@ -121,12 +123,16 @@ class ModelSearch:
     margin: float = 1.0
     num_steps: int = 30
     prior_steps: int = 1000
+    prior_scale: float | None = None
 
     def __post_init__(self):
         for name in ("n_init", "per_round", "budget", "candidates", "fit_steps", "batch_size", "num_steps",
                      "prior_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("scale", "prior_scale"):
+            if getattr(self, name) is not None and not float(getattr(self, name)) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.n_init > self.budget:
             raise ValueError(f"n_init must be <= budget={self.budget}, got {self.n_init}")
 
@@ -147,8 +153,8 @@ def model_search(table, values, seeds, module, settings: ModelSearch = ModelSear
     With ``prior``, a zero-cost property known for every row without evaluating it (e.g. parameter
     count), the predictor is first trained on the whole table's standardised prior
     (``prior_steps``); that predictor chooses the first ``n_init`` cells (a round whose guidance
-    target is the prior's maximum plus ``margin``) and every later round fine-tunes it, rather than
-    a fresh network, on the cells evaluated so far.
+    target is the prior's maximum plus ``margin``, at weight ``prior_scale``) and every later round
+    fine-tunes it, rather than a fresh network, on the cells evaluated so far.
 
     Args:
         table: a ``jaxdiff.nag.table.PropertyTable``.
@@ -179,12 +185,12 @@ def model_search(table, values, seeds, module, settings: ModelSearch = ModelSear
     score = jax.jit(jax.vmap(lambda p, m, sd, x: _predict(module, p, m, sd, x, sigma_min)))
 
     @jax.jit
-    def generate(params, mean, std, target, key):
+    def generate(params, mean, std, target, key, scale):
         def one(p, m, sd, tgt, k):
             predictor = functools.partial(_predict, module, p, m, sd)
             log_prob = model.target_log_prob(predictor, tgt, sd)
             return model.sample(denoiser, k, s.candidates, process=process,
-                                num_steps=s.num_steps, log_prob=log_prob, scale=s.scale)
+                                num_steps=s.num_steps, log_prob=log_prob, scale=scale)
         return jax.vmap(one)(params, mean, std, target, key)
 
     n = len(rngs)
@@ -208,6 +214,7 @@ def model_search(table, values, seeds, module, settings: ModelSearch = ModelSear
                                         in_axes=(0, None))(keys, round_).T
         if not history[0]:  # the prior's round: the pretrained predictor toward the prior's maximum
             params, room = start, s.n_init
+            scale = s.scale if s.prior_scale is None else s.prior_scale
             mean, std = np.zeros(n), np.ones(n)
             target = np.full(n, z.max() + s.margin)
         else:
@@ -221,13 +228,13 @@ def model_search(table, values, seeds, module, settings: ModelSearch = ModelSear
             std = np.where(std > 0, std, 1.0)
             params, _ = fit(init(k_init) if start is None else start, jnp.asarray(data[rows]),
                             jnp.asarray((y - mean[:, None]) / std[:, None], jnp.float32), jnp.asarray(weight), k_fit)
-            room = s.per_round
+            room, scale = s.per_round, s.scale
             target = np.array([values[h].max() for h in history]) + s.margin * std
         if denoiser is None:
             proposed = np.stack([rng.choice(len(table), min(s.candidates, len(table)), replace=False) for rng in rngs])
         else:
             x = generate(params, jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32),
-                         jnp.asarray(target, jnp.float32), k_gen)
+                         jnp.asarray(target, jnp.float32), k_gen, jnp.float32(scale))
             got, _ = model.to_cells(np.asarray(x).reshape(-1, *data.shape[1:]))
             proposed = table.rows(got, strict=False).reshape(n, -1)
         predicted = np.asarray(score(params, jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32),

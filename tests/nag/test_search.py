@@ -64,13 +64,14 @@ def test_proxy_search_ranks_by_the_proxy_with_random_ties():
     assert orders == {(1, 2, 3, 0), (2, 1, 3, 0)}
 
 
-@pytest.mark.parametrize("guided", [False, True])
-def test_model_search_from_a_prior(synthetic_table, cells_denoiser, guided):
+@pytest.mark.parametrize("guided, prior_scale", [(False, None), (True, None), (True, 0.0)])
+def test_model_search_from_a_prior(synthetic_table, cells_denoiser, guided, prior_scale):
     """A predictor pretrained on a zero-cost proxy that correlates with the property (parameter count;
-    convolutions help in the synthetic table) picks first cells far better than random ones."""
+    convolutions help in the synthetic table) picks first cells far better than random ones, from
+    guided proposals or from unguided ones it ranks (``prior_scale=0``)."""
     values = synthetic_table.values("val_acc")
     kw = dict(denoiser=cells_denoiser, process=VESDE(0.01, 5.0)) if guided else {}
-    settings = dataclasses.replace(TINY, prior_steps=150)
+    settings = dataclasses.replace(TINY, prior_steps=150, prior_scale=prior_scale)
     module = nets.PropertyPredictor(hidden=16, depth=1, num_heads=2)
     h = search.model_search(synthetic_table, values, [0, 1], module, settings, prior=synthetic_table.values("params"), **kw)
     assert h.shape == (2, 24)
@@ -86,3 +87,5 @@ def test_bad_settings():
         search.ModelSearch(n_init=10, budget=5)
     with pytest.raises(ValueError, match="per_round must be >= 1"):
         search.ModelSearch(per_round=0)
+    with pytest.raises(ValueError, match="prior_scale must be >= 0"):
+        search.ModelSearch(prior_scale=-1.0)

@@ -301,14 +301,20 @@ def test_identity_correction_changes_nothing(sampler):
             sampler(_gaussian, x0, sig, order=3))
 
 
-def test_correction_scales_time_and_direction():
-    """time_scale moves the level the denoiser sees; dir_scale scales the Adams weights; NFE unchanged."""
+def _zero_denoiser_recording_levels():
+    """(levels, D): D(x, σ) = 0 appends each σ it is called at to the list ``levels``."""
     levels = []
 
     def recorded(x, sigma):
         jax.debug.callback(lambda s: levels.append(float(s)), sigma, ordered=True)
         return jnp.zeros_like(x)
 
+    return levels, recorded
+
+
+def test_correction_scales_time_and_direction():
+    """time_scale moves the level the denoiser sees; dir_scale scales the Adams weights; NFE unchanged."""
+    levels, recorded = _zero_denoiser_recording_levels()
     sig = schedules.karras(4, 0.1, 10.0)
     ts = jnp.asarray([1.0, 0.5, 2.0, 1.0])
     ds = jnp.asarray([[1.0], [0.5], [1.0], [1.0]])
@@ -324,12 +330,7 @@ def test_correction_scales_time_and_direction():
 def test_unipc_correction_scales_time_and_both_updates():
     """UniPC: time_scale moves the level the denoiser sees; dir_scale scales the step's predicted and
     corrected moves; the identity changes nothing."""
-    levels = []
-
-    def recorded(x, sigma):
-        jax.debug.callback(lambda s: levels.append(float(s)), sigma, ordered=True)
-        return jnp.zeros_like(x)
-
+    levels, recorded = _zero_denoiser_recording_levels()
     sig = schedules.karras(4, 0.1, 10.0)
     ts = jnp.asarray([1.0, 0.5, 2.0, 1.0])
     ds = jnp.asarray([0.9, 0.5, 1.2, 0.7])

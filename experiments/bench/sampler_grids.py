@@ -193,12 +193,15 @@ def ideal(train_seeds, heldout_seeds):
              f"whose σmin in {list(LOG_UNIFORM_MINS)} is best on those seeds"
              + (f"; corrections from the optimised grid, lr {FLAGS.correction_lr or FLAGS.lr:g}" if FLAGS.warm_start
                 else "") + f"); error: mean (min–max) over held-out seeds {heldout_seeds}.", "",
-             "| solver | NFE | grid | held-out error | train loss | σ (nonzero levels) |", "|---|---|---|---|---|---|"]
+             "| solver | NFE | grid | held-out error | standard error | train loss | σ (nonzero levels) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         levels = ", ".join(f"{v:.3g}" for v in r["sigmas"][:-1])
         sig = "0.002–80, rho 7" if r["grid"] == "karras (default)" else levels
         train_loss = f"{r['train_loss_best']:.3f}" if "train_loss_best" in r else ""
-        lines.append(f"| {r['solver']} | {r['nfe']} | {r['grid']} | {_fmt(r['heldout'])} | {train_loss} | {sig} |")
+        sem = np.std(r["heldout"], ddof=1) / np.sqrt(len(r["heldout"])) if len(r["heldout"]) > 1 else float("nan")
+        lines.append(f"| {r['solver']} | {r['nfe']} | {r['grid']} | {_fmt(r['heldout'])} | {sem:.3f} | {train_loss} "
+                     f"| {sig} |")
     lines += ["", f"Run time {time.perf_counter() - t_start:.0f}s on {os.cpu_count()} CPU cores."]
     with open(os.path.join(FLAGS.out, "grids_optimised.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -64,14 +64,13 @@ def test_proxy_search_ranks_by_the_proxy_with_random_ties():
     assert orders == {(1, 2, 3, 0), (2, 1, 3, 0)}
 
 
-@pytest.mark.parametrize("guided, prior_scale", [(False, None), (True, None), (True, 0.0)])
-def test_model_search_from_a_prior(synthetic_table, cells_denoiser, guided, prior_scale):
+@pytest.mark.parametrize("guided", [False, True])
+def test_model_search_from_a_prior(synthetic_table, cells_denoiser, guided):
     """A predictor pretrained on a zero-cost proxy that correlates with the property (parameter count;
-    convolutions help in the synthetic table) picks first cells far better than random ones, from
-    guided proposals or from unguided ones it ranks (``prior_scale=0``)."""
+    convolutions help in the synthetic table) picks first cells far better than random ones."""
     values = synthetic_table.values("val_acc")
     kw = dict(denoiser=cells_denoiser, process=VESDE(0.01, 5.0)) if guided else {}
-    settings = dataclasses.replace(TINY, prior_steps=150, prior_scale=prior_scale)
+    settings = dataclasses.replace(TINY, prior_steps=150)
     module = nets.PropertyPredictor(hidden=16, depth=1, num_heads=2)
     h = search.model_search(synthetic_table, values, [0, 1], module, settings, prior=synthetic_table.values("params"), **kw)
     assert h.shape == (2, 24)
@@ -80,6 +79,25 @@ def test_model_search_from_a_prior(synthetic_table, cells_denoiser, guided, prio
     assert values[h[:, :8]].mean() > np.quantile(values, 0.7), (values[h[:, :8]].mean(), np.quantile(values, 0.7))
     with pytest.raises(ValueError, match=r"prior must be \(6466,\)"):
         search.model_search(synthetic_table, values, [0], module, settings, prior=np.zeros(5))
+
+
+def test_prior_scale_is_the_first_rounds_guidance(synthetic_table, cells_denoiser):
+    """The prior's round guides at ``prior_scale`` whatever ``scale`` is. Unguided (0), its ranked
+    proposals still beat most cells, but they are smaller than those guided toward the largest
+    parameter count."""
+    values, params = synthetic_table.values("val_acc"), synthetic_table.values("params")
+    module = nets.PropertyPredictor(hidden=16, depth=1, num_heads=2)
+
+    def first_round(**options):  # budget = n_init: the prior's round only
+        settings = dataclasses.replace(TINY, budget=TINY.n_init, prior_steps=150, **options)
+        return search.model_search(synthetic_table, values, [0, 1], module, settings, denoiser=cells_denoiser,
+                                   process=VESDE(0.01, 5.0), prior=params)
+
+    unguided = first_round(prior_scale=0.0, scale=1.0)
+    np.testing.assert_array_equal(unguided, first_round(prior_scale=0.0, scale=4.0))
+    guided = first_round(scale=4.0)
+    assert values[unguided].mean() > np.quantile(values, 0.7), (values[unguided].mean(), np.quantile(values, 0.7))
+    assert params[guided].mean() > params[unguided].mean(), (params[guided].mean(), params[unguided].mean())
 
 
 def test_bad_settings():

@@ -8,7 +8,7 @@ stochastic ones draw ``SubspaceNoise``) from atom counts drawn from the training
 al.'s conditional EDM: the training-normalised properties enter every atom, and sampling draws target
 properties jointly with the atom count from the training molecules (``samples.npz`` holds them as
 ``targets``; a conditioned heavy-atom count is scored by the mean absolute error of the generated
-count, next to that of the targets shuffled).
+count, next to that of the targets shuffled, over all molecules and among those of one atom count).
 Evaluation scores ``eval.num_samples`` molecules: atom and molecule stability by the distance rule
 and, with ``eval.rdkit``, RDKit validity, uniqueness, their product and novelty (the share of distinct
 valid SMILES outside those of the training molecules, Hoogeboom et al.'s definition); the same numbers
@@ -149,8 +149,9 @@ def score(positions, atoms, mask, elements, rdkit: bool, train_smiles=None) -> d
 
 def conditioning_scores(atoms, targets, names, elements) -> dict:
     """For a conditioned ``num_heavy_atoms`` (exactly computable from the generated atoms): the mean
-    absolute error of the generated count against its target and against the targets shuffled (what
-    ignoring the condition would score); empty otherwise.
+    absolute error of the generated count against its target, against the targets shuffled (what
+    ignoring the condition would score) and against the targets shuffled among molecules of the same
+    atom count (what using only the atom count, which sampling fixes, would score); empty otherwise.
 
     Args:
         atoms: (B, n) generated atom indices into ``elements``, -1 on padding.
@@ -164,9 +165,15 @@ def conditioning_scores(atoms, targets, names, elements) -> dict:
         return {}
     target = np.asarray(targets)[:, list(names).index("num_heavy_atoms")]
     count = num_heavy_atoms(atoms, elements)
-    shuffled = np.random.default_rng(0).permutation(target)
+    rng = np.random.default_rng(0)
+    shuffled, same_size = rng.permutation(target), target.copy()
+    sizes = (np.asarray(atoms) >= 0).sum(-1)
+    for n in np.unique(sizes):
+        rows = np.flatnonzero(sizes == n)
+        same_size[rows] = target[rng.permutation(rows)]
     return {"num_heavy_atoms_mae": float(np.abs(count - target).mean()),
-            "num_heavy_atoms_mae_shuffled": float(np.abs(count - shuffled).mean())}
+            "num_heavy_atoms_mae_shuffled": float(np.abs(count - shuffled).mean()),
+            "num_heavy_atoms_mae_same_size": float(np.abs(count - same_size).mean())}
 
 
 def draw(positions, atoms, mask, elements, outputs, name: str = "molecules.png", count: int = 12) -> None:

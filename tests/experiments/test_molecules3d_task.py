@@ -70,6 +70,21 @@ def test_conditional_runner_draws_targets_jointly_and_scores_the_heavy_atom_coun
                for k, t in zip(n, s["targets"]))  # ... with their atom counts
 
 
+def test_conditioning_scores_against_shuffled_targets():
+    """A generator that hits every target scores 0; shuffling the targets among molecules of one atom
+    count keeps what the count determines (here everything: each size has one heavy-atom count), where
+    shuffling over all molecules does not."""
+    elements = ("H", "C")
+    sizes, heavy = np.array([3, 3, 3, 5, 5, 5, 5]), np.array([1, 1, 1, 4, 4, 4, 4])
+    atoms = np.full((7, 5), -1)
+    for i, (n, h) in enumerate(zip(sizes, heavy)):
+        atoms[i, :n] = [1] * h + [0] * (n - h)
+    scores = task.conditioning_scores(atoms, np.stack([heavy, np.zeros(7)], 1), ("num_heavy_atoms", "gap"), elements)
+    assert scores["num_heavy_atoms_mae"] == 0 and scores["num_heavy_atoms_mae_same_size"] == 0
+    assert scores["num_heavy_atoms_mae_shuffled"] > 0
+    assert task.conditioning_scores(atoms, np.zeros((7, 1)), ("gap",), elements) == {}
+
+
 def test_novelty_is_against_the_molecules_trained_on():
     """A training molecule (moved and rotated) is not novel, a held-out one is; the training set is the
     ``num_train`` subset actually trained on."""

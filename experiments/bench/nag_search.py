@@ -20,7 +20,10 @@ against random search and regularised evolution, and guidance by another propert
    each predictor retrained on the cells evaluated so far; with ``--prior`` (a zero-cost column of the
    table, known for every cell without training it: ``params`` or ``flops``) also the ranking by that proxy
    alone and both model-based searches with the predictor pretrained on it; ``--methods`` picks the
-   model-based ones. Evaluations to the first top-1% cell and to the best cell; ``search.png`` plots the
+   model-based ones; ``--candidates`` cells are proposed per round, and ``--guidance`` picks the guided
+   search's log-likelihood (a Gaussian around the target, or the probability of improving on the best
+   value found plus ``--margin`` standard deviations). Evaluations to the first top-1% cell and to the
+   best cell; ``search.png`` plots the
    median best-found accuracy against evaluations.
 
 Writes ``results.json`` and ``search.png`` under ``--out``.
@@ -55,6 +58,9 @@ def define_flags() -> None:
     flags.DEFINE_float("search_scale", 1.0, "Guidance weight of the guided search.")
     flags.DEFINE_float("prior_scale", None, "Guidance weight of the prior searches' first round (default: "
                        "--search_scale; 0: unguided proposals ranked by the pretrained predictor).")
+    flags.DEFINE_enum("guidance", "target", ["target", "improvement"], "The guided search's guidance: the Gaussian "
+                      "likelihood of the target, or the probability of exceeding it.")
+    flags.DEFINE_integer("candidates", 128, "Cells a model-based search proposes per round (generated or random).")
     flags.DEFINE_float("margin", 1.0, "Guidance target: the best value found plus this many standard deviations.")
     flags.DEFINE_string("prior", "params", "Zero-cost table column (params, flops) the prior searches start from; "
                         "empty: none.")
@@ -206,7 +212,8 @@ def main(_):
                 search.proxy_search(prior, np.random.default_rng(s), FLAGS.baseline_budget) for s in seeds]
         settings = search.ModelSearch(n_init=FLAGS.n_init, per_round=FLAGS.per_round, budget=FLAGS.budget,
                                       scale=FLAGS.search_scale, prior_scale=FLAGS.prior_scale,
-                                      margin=FLAGS.margin, num_steps=config.sde.num_steps)
+                                      margin=FLAGS.margin, guidance=FLAGS.guidance, candidates=FLAGS.candidates,
+                                      num_steps=config.sde.num_steps)
         search_module = nets.PropertyPredictor(hidden=32, depth=2, num_heads=2)
         guided = dict(denoiser=denoiser, process=process)
         kinds = {"predictor ranking": {}, "guided generation": guided,

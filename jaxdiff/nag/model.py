@@ -6,7 +6,8 @@ Data are the operator-type matrices of ``jaxdiff.nag.encoding`` shifted to ``±1
 ``jaxdiff.samplers.predictor_corrector`` on a VE SDE (``jaxdiff.sde.VESDE``), and a property
 predictor ``f(x, sigma)`` trained on noisy cells guides it through
 ``jaxdiff.samplers.gradient_guidance`` with the Gaussian log-likelihood
-``log p(y* | x, sigma) = -(f(x, sigma) - y*)^2 / (2 tau^2)`` of a target ``y*``. Generated matrices
+``log p(y* | x, sigma) = -(f(x, sigma) - y*)^2 / (2 tau^2)`` of a target ``y*``, or the probability of
+improvement ``log Phi((f(x, sigma) - y*) / tau)`` over a value ``y*`` to beat. Generated matrices
 become cells by the argmax per edge (``encoding.decode``).
 """
 
@@ -20,13 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.scipy.stats import norm
 
 from jaxdiff import samplers, schedules
 from jaxdiff._arrays import bcast, concrete
 from jaxdiff.nag.encoding import NUM_NODES, NUM_TYPES, decode, encode
 from jaxdiff.sde import VESDE
 
-__all__ = ["to_data", "to_cells", "sample_sigmas", "Predictor", "train_predictor", "fit_predictor", "target_log_prob", "sample"]
+__all__ = ["to_data", "to_cells", "sample_sigmas", "Predictor", "train_predictor", "fit_predictor", "target_log_prob",
+           "improvement_log_prob", "sample"]
 
 
 def to_data(cells) -> np.ndarray:
@@ -169,6 +172,20 @@ def target_log_prob(predictor: Callable, target, temperature: float = 1.0) -> Ca
     return log_prob
 
 
+def improvement_log_prob(predictor: Callable, best, temperature: float = 1.0) -> Callable:
+    """``log_prob(x, sigma) = log Phi((predictor(x, sigma) - best) / temperature)``, ``(B,)``: the log
+    probability that the property exceeds ``best`` under a Gaussian of std ``temperature`` around the
+    prediction. Unlike ``target_log_prob`` it stops pulling once a cell is predicted above ``best``, and
+    never pulls back. Same signature and use as ``target_log_prob``."""
+    if concrete(temperature) is not None and not float(temperature) > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+
+    def log_prob(x, sigma, **_):
+        return norm.logcdf((predictor(x, sigma) - best) / temperature)
+
+    return log_prob
+
+
 def sample(denoiser: Callable, key, num: int, *, process: VESDE, num_steps: int = 50, n_corrector: int = 1,
            snr: float = 0.16, log_prob: Callable | None = None, scale: float = 0.0):
     """Draw ``num`` operator-type matrices ``(num, 8, 7)`` with the predictor–corrector sampler on
@@ -182,7 +199,7 @@ def sample(denoiser: Callable, key, num: int, *, process: VESDE, num_steps: int 
         num_steps: predictor steps (NFE ``num_steps (1 + n_corrector)``).
         n_corrector: Langevin corrector steps per level.
         snr: the corrector's signal-to-noise ratio.
-        log_prob: the guidance's log-likelihood (``target_log_prob``), None for unguided sampling.
+        log_prob: the guidance's log-likelihood (``target_log_prob``, ``improvement_log_prob``), None for unguided sampling.
         scale: guidance weight (``samplers.gradient_guidance``'s ``scale``).
     """
     if log_prob is not None:

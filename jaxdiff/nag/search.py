@@ -90,6 +90,9 @@ def evaluations_to_reach(found, threshold: float) -> float:
     return float(hit[0] + 1) if len(hit) else float("inf")
 
 
+GUIDANCE = {"target": model.target_log_prob, "improvement": model.improvement_log_prob}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSearch:
     """Settings of ``model_search``.
@@ -106,6 +109,8 @@ class ModelSearch:
         scale: guidance weight.
         margin: the guidance target is the best value found plus ``margin`` standard deviations of the
             values found; the guidance temperature is that standard deviation.
+        guidance: ``"target"``, the Gaussian likelihood of the target (``model.target_log_prob``), or
+            ``"improvement"``, the probability of exceeding it (``model.improvement_log_prob``).
         num_steps: predictor–corrector steps of the sampler.
         prior_steps: training steps of the predictor on the prior (with ``model_search``'s ``prior``).
         prior_scale: guidance weight of the prior's round (None: ``scale``; 0: unguided proposals,
@@ -121,6 +126,7 @@ class ModelSearch:
     learning_rate: float = 3e-3
     scale: float = 1.0
     margin: float = 1.0
+    guidance: str = "target"
     num_steps: int = 30
     prior_steps: int = 1000
     prior_scale: float | None = None
@@ -133,6 +139,8 @@ class ModelSearch:
         for name in ("scale", "prior_scale"):
             if getattr(self, name) is not None and not float(getattr(self, name)) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.guidance not in GUIDANCE:
+            raise ValueError(f"guidance must be one of {', '.join(GUIDANCE)}, got {self.guidance!r}")
         if self.n_init > self.budget:
             raise ValueError(f"n_init must be <= budget={self.budget}, got {self.n_init}")
 
@@ -147,7 +155,7 @@ def model_search(table, values, seeds, module, settings: ModelSearch = ModelSear
     predictor (``module``) on the noisy cells evaluated so far (``model.fit_predictor``'s loss), propose
     ``candidates`` cells, evaluate the ``per_round`` new ones the predictor ranks highest (at the
     lowest noise level). With ``denoiser`` the proposals are guided generations
-    (``model.sample`` toward ``model.target_log_prob``); without, uniform random rows. A round with too
+    (``model.sample`` guided by ``settings.guidance``); without, uniform random rows. A round with too
     few new candidates fills up with random unevaluated rows.
 
     With ``prior``, a zero-cost property known for every row without evaluating it (e.g. parameter
@@ -188,7 +196,7 @@ def model_search(table, values, seeds, module, settings: ModelSearch = ModelSear
     def generate(params, mean, std, target, key, scale):
         def one(p, m, sd, tgt, k):
             predictor = functools.partial(_predict, module, p, m, sd)
-            log_prob = model.target_log_prob(predictor, tgt, sd)
+            log_prob = GUIDANCE[s.guidance](predictor, tgt, sd)
             return model.sample(denoiser, k, s.candidates, process=process,
                                 num_steps=s.num_steps, log_prob=log_prob, scale=scale)
         return jax.vmap(one)(params, mean, std, target, key)

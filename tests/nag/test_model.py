@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import norm, spearmanr
 
 from jaxdiff.nag import model, nets, space
 from jaxdiff.sde import VESDE
@@ -56,18 +58,34 @@ def test_guidance_moves_the_samples(cells_denoiser):
     def conv3(x, sigma):  # the expected count under the matrix's operation logits
         return jax.nn.softmax(x[:, 1:7, 2:] * 20.0, -1)[..., 3].sum(1)
 
-    @jax.jit
-    def sample(target, scale):
-        log_prob = model.target_log_prob(conv3, target, 0.5)
+    @functools.partial(jax.jit, static_argnums=2)
+    def sample(target, scale, guidance):
+        log_prob = guidance(conv3, target, 0.5)
         return model.sample(cells_denoiser, jax.random.key(1), 128, process=PROCESS, num_steps=40,
                             log_prob=log_prob, scale=scale)
 
-    def draw(target, scale):
-        cells, valid = model.to_cells(sample(target, scale))
+    def draw(target, scale, guidance=model.target_log_prob):
+        cells, valid = model.to_cells(sample(target, scale, guidance))
         return (cells[valid] == 3).sum(1).mean()
 
     plain, up, down = draw(0.0, 0.0), draw(6.0, 1.0), draw(0.0, 1.0)
     assert up > plain + 1.0 and down < plain - 0.5, (plain, up, down)
+    better = draw(3.0, 1.0, model.improvement_log_prob)  # the probability of more than three
+    assert better > plain + 1.0, (plain, better)
+
+
+def test_improvement_log_prob():
+    """``log Phi((f - best) / tau)`` in closed form; its pull is positive everywhere and fades once the
+    prediction is above ``best`` (no pull back, unlike a Gaussian target)."""
+    def f(x, sigma):
+        return x.sum((1, 2))
+
+    v = np.linspace(-3.0, 3.0, 13)
+    log_prob = model.improvement_log_prob(f, 1.0, 0.5)
+    np.testing.assert_allclose(log_prob(jnp.asarray(v).reshape(-1, 1, 1), 0.1), norm.logcdf((v - 1.0) / 0.5),
+                               rtol=1e-5, atol=1e-7)  # float32 near log 1
+    pull = np.asarray(jax.vmap(jax.grad(lambda u: log_prob(u.reshape(1, 1, 1), 0.1)[0]))(jnp.asarray(v, jnp.float32)))
+    assert np.all(pull > 0) and np.all(np.diff(pull) < 0) and pull[-1] < 1e-4 * pull[0], pull
 
 
 def test_predictor_on_noisy_cells():
@@ -91,6 +109,8 @@ def test_predictor_on_noisy_cells():
 def test_bad_input():
     with pytest.raises(ValueError, match="temperature must be > 0"):
         model.target_log_prob(lambda x, s: x.sum((1, 2)), 1.0, 0.0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        model.improvement_log_prob(lambda x, s: x.sum((1, 2)), 1.0, -1.0)
     with pytest.raises(ValueError, match=r"values must have shape \(3,\)"):
         model.fit_predictor(nets.PropertyPredictor(), np.zeros((3, 6), int), np.zeros(2), jax.random.key(0))
     with pytest.raises(ValueError, match="weight must be"):

@@ -43,14 +43,15 @@ def test_evolution_beats_random_search_on_a_smooth_landscape(synthetic_table):
         search.regularized_evolution(synthetic_table, values, np.random.default_rng(0), 10, population=4, sample_size=5)
 
 
-@pytest.mark.parametrize("guided", [False, True])
-def test_model_search(synthetic_table, cells_denoiser, guided):
-    """Both proposals evaluate distinct rows, start from the same random cells, and find better
-    cells than their random start."""
+@pytest.mark.parametrize("guidance", [None, "target", "improvement"])
+def test_model_search(synthetic_table, cells_denoiser, guidance):
+    """Random and guided proposals (either guidance) evaluate distinct rows, start from the same
+    random cells, and find better cells than their random start."""
     values = synthetic_table.values("val_acc")
-    kw = dict(denoiser=cells_denoiser, process=VESDE(0.01, 5.0)) if guided else {}
+    kw = dict(denoiser=cells_denoiser, process=VESDE(0.01, 5.0)) if guidance else {}
+    settings = dataclasses.replace(TINY, guidance=guidance or "target")
     h = search.model_search(synthetic_table, values, [0, 1], nets.PropertyPredictor(hidden=16, depth=1, num_heads=2),
-                            TINY, **kw)
+                            settings, **kw)
     assert h.shape == (2, 24)
     for i, row in enumerate(h):
         assert len(np.unique(row)) == 24
@@ -107,3 +108,5 @@ def test_bad_settings():
         search.ModelSearch(per_round=0)
     with pytest.raises(ValueError, match="prior_scale must be >= 0"):
         search.ModelSearch(prior_scale=-1.0)
+    with pytest.raises(ValueError, match="guidance must be one of target, improvement, got 'ucb'"):
+        search.ModelSearch(guidance="ucb")

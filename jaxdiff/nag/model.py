@@ -199,7 +199,8 @@ def sample(denoiser: Callable, key, num: int, *, process: VESDE, num_steps: int 
         num_steps: predictor steps (NFE ``num_steps (1 + n_corrector)``).
         n_corrector: Langevin corrector steps per level.
         snr: the corrector's signal-to-noise ratio.
-        log_prob: the guidance's log-likelihood (``target_log_prob``, ``improvement_log_prob``), None for unguided sampling.
+        log_prob: the guidance's log-likelihood (``target_log_prob``, ``improvement_log_prob``), None
+            for unguided sampling.
         scale: guidance weight (``samplers.gradient_guidance``'s ``scale``).
     """
     if log_prob is not None:

@@ -23,8 +23,7 @@ against random search and regularised evolution, and guidance by another propert
    model-based ones; ``--candidates`` cells are proposed per round, and ``--guidance`` picks the guided
    search's log-likelihood (a Gaussian around the target, or the probability of improving on the best
    value found plus ``--margin`` standard deviations). Evaluations to the first top-1% cell and to the
-   best cell; ``search.png`` plots the
-   median best-found accuracy against evaluations.
+   best cell; ``search.png`` plots the median best-found accuracy against evaluations.
 
 Writes ``results.json`` and ``search.png`` under ``--out``.
 """

@@ -83,9 +83,9 @@ def test_model_search_from_a_prior(synthetic_table, cells_denoiser, guided):
 
 
 def test_prior_scale_is_the_first_rounds_guidance(synthetic_table, cells_denoiser):
-    """The prior's round guides at ``prior_scale`` whatever ``scale`` is. Unguided (0), its ranked
-    proposals still beat most cells, but they are smaller than those guided toward the largest
-    parameter count."""
+    """The prior's round guides at ``prior_scale`` whatever ``scale`` is, by ``guidance``. Unguided (0),
+    its ranked proposals still beat most cells, but they are smaller than those guided toward the
+    largest parameter count."""
     values, params = synthetic_table.values("val_acc"), synthetic_table.values("params")
     module = nets.PropertyPredictor(hidden=16, depth=1, num_heads=2)
 
@@ -97,6 +97,7 @@ def test_prior_scale_is_the_first_rounds_guidance(synthetic_table, cells_denoise
     unguided = first_round(prior_scale=0.0, scale=1.0)
     np.testing.assert_array_equal(unguided, first_round(prior_scale=0.0, scale=4.0))
     guided = first_round(scale=4.0)
+    assert not np.array_equal(guided, first_round(scale=4.0, guidance="improvement"))  # the guidance is used
     assert values[unguided].mean() > np.quantile(values, 0.7), (values[unguided].mean(), np.quantile(values, 0.7))
     assert params[guided].mean() > params[unguided].mean(), (params[guided].mean(), params[unguided].mean())
 

@@ -24,7 +24,9 @@ trained on the ETKDG point clouds for ``--generation_minutes``, sampled with Heu
 sanitises), then uniqueness, novelty against the whole graph training split, FCD and MOSES similarities
 against the graph benchmarks' reference molecules, on the valence-corrected largest fragment. The last
 row scores the held-out real molecules (every one, embedded or not) the same way: the graph benchmarks'
-floor, on the same molecules and reference.
+floor, on the same molecules and reference. Each ``--churn`` value scores the same model once more with
+EDM's stochastic sampler (``edm`` at that ``s_churn``, the same grid, churn noise projected to the
+CoM-free subspace); the EMA parameters are saved (``ema_params.msgpack``).
 
 Prints markdown tables and writes them with the raw figures to ``--out``.
 """
@@ -39,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from flax import serialization
 
 NUM_TYPES = 5  # syco.ATOM_TYPES: C N O F nH
 CHARGES = np.array([6, 7, 8, 9, 7])
@@ -173,7 +176,7 @@ def main(argv):
     F = flags.FLAGS
     os.makedirs(F.out, exist_ok=True)
     results = {"flags": {k: F[k].value for k in ("train_molecules", "samples", "reference_size", "decoder_minutes",
-                                                  "generation_minutes", "sampler_steps")}}
+                                                  "generation_minutes", "sampler_steps", "churn")}}
     raw_train = syco.load_syco_qm9("train", F.train_molecules)
     raw_test = syco.load_syco_qm9("test", F.samples, offset=F.samples + F.reference_size)
     for name, raw in (("train", raw_train), ("test", raw_test)):
@@ -221,19 +224,32 @@ def main(argv):
         sizes = rng.choice(10, size=F.samples, p=dist)
         mask = np.arange(9)[None] < sizes[:, None]
         sigmas = schedules.karras(F.sampler_steps, sigma_min=0.002, sigma_max=80.0)
-        heun = samplers.get("heun").fn
-        sample = jax.jit(lambda p, x, m: heun(precond.denoiser(net, p, pre), x, sigmas, mask=m))
-        start = time.perf_counter()
-        out = []
-        for s in range(0, F.samples, 500):
-            m = jnp.asarray(mask[s:s + 500])
-            x0 = diffusion.prior(jax.random.fold_in(jax.random.key(3), s), m, NUM_TYPES + 1, float(sigmas[0]))
-            out.append(np.asarray(sample(state.ema_params, x0, m)))
-        out = np.concatenate(out)
-        sample_seconds = time.perf_counter() - start
-        one_hot_gen, _ = features.unscale_features(out[..., 3:])
-        one_hot_gen = np.asarray(one_hot_gen) * mask[..., None]
-        atoms, bonds = predict(apply, dec_params, out[..., :3], one_hot_gen, mask)
+        sigma_max = float(sigmas[0])
+        with open(os.path.join(F.out, "ema_params.msgpack"), "wb") as f:
+            f.write(serialization.to_bytes(state.ema_params))
+
+        def generate(sampler: str, options: dict):
+            """Decoded samples of ``sampler``: (xh (S, 9, 4 + NUM_TYPES), atoms, bonds, seconds)."""
+            spec = samplers.get(sampler)
+
+            @jax.jit
+            def sample(p, key, m):
+                k_prior, k_noise = jax.random.split(key)
+                x0 = diffusion.prior(k_prior, m, NUM_TYPES + 1, sigma_max)
+                noise = None if spec.deterministic else diffusion.SubspaceNoise(m)
+                return spec.fn(precond.denoiser(net, p, pre), x0, sigmas, key=k_noise, noise=noise, mask=m,
+                               **options)
+
+            start = time.perf_counter()
+            xs = np.concatenate([np.asarray(sample(state.ema_params, jax.random.fold_in(jax.random.key(3), s),
+                                                   jnp.asarray(mask[s:s + 500])))
+                                 for s in range(0, F.samples, 500)])
+            seconds = time.perf_counter() - start
+            one_hot_gen, _ = features.unscale_features(xs[..., 3:])
+            a, b = predict(apply, dec_params, xs[..., :3], np.asarray(one_hot_gen) * mask[..., None], mask)
+            return xs, a, b, seconds
+
+        out, atoms, bonds, sample_seconds = generate("heun", {})
         np.savez(os.path.join(F.out, "samples.npz"), xh=out, mask=mask, atoms=atoms, bonds=bonds)
         mols = [syco.to_mol(a, b) for a, b in zip(atoms, bonds)]
         graphs_train, graphs_test = split_qm9(load_qm9(), seed=0, test_fraction=0.1)
@@ -246,6 +262,13 @@ def main(argv):
             "nfe": 2 * F.sampler_steps - 1,
             "syco": graph_metrics(mols, graphs_train["smiles"], ref_stats, reference),
             "real_held_out": graph_metrics(real, graphs_train["smiles"], ref_stats, reference)}
+        results["generation"]["churn"] = {}
+        for churn in F.churn:
+            _, a, b, seconds = generate("edm", {"s_churn": float(churn)})
+            results["generation"]["churn"][churn] = {
+                "sample_seconds": seconds,
+                "syco": graph_metrics([syco.to_mol(*g) for g in zip(a, b)], graphs_train["smiles"], ref_stats,
+                                      reference)}
         print(json.dumps(results["generation"], indent=1), flush=True)
         with open(os.path.join(F.out, "samples.txt"), "w") as f:
             f.write("\n".join(str(None if m is None else syco.Chem.MolToSmiles(m)) for m in mols))
@@ -265,5 +288,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("samples", 1000, "Molecules to generate, and held-out real molecules (graph task's num_samples).")
     flags.DEFINE_integer("reference_size", 2000, "Held-out reference molecules of FCD and similarities (graph task's).")
     flags.DEFINE_integer("sampler_steps", 40, "Heun steps on the Karras grid (2 * steps - 1 NFE).")
+    flags.DEFINE_list("churn", [], "s_churn values of EDM's stochastic sampler (same grid, noise projected to the "
+                      "CoM-free subspace): one more generation row each, from the same model.")
     flags.DEFINE_string("out", "/tmp/syco", "Output directory (results.json, samples.txt).")
     app.run(main)

@@ -16,6 +16,8 @@ def get_config():
     c.data = ml_collections.ConfigDict(dict(
         name="qm9", hydrogens=True,
         num_train=0,  # 0: the whole training split (QM9 less the graph benchmarks' test molecules)
+        half="",  # "a" or "b": one random half of it (jaxdiff.molecules3d.qm9.training_half); a conditional model
+        # trains on "b" when experiments/bench/property_regressor.py, trained on "a", scores it
         conditioning=()))  # properties of jaxdiff.molecules3d.context.PROPERTIES, e.g. ("alpha",): conditional EDM
     c.model = ml_collections.ConfigDict(dict(
         hidden=64, num_blocks=4, sublayers=1, attention=True, coords_range=15.0, normalization_factor=1.0,

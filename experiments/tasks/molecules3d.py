@@ -34,6 +34,7 @@ MODES = ("train", "sample", "eval")
 
 def validate(config) -> None:
     choose("data.name", config.data.name, ("qm9",))
+    choose("data.half", config.data.half, ("", "a", "b"))
     if config.data.num_train < 0:
         fail("data.num_train", f"must be >= 0 (0: the whole training split), got {config.data.num_train}")
     from jaxdiff.molecules3d.context import PROPERTIES
@@ -56,9 +57,11 @@ def validate(config) -> None:
 def load_data(cfg) -> tuple[dict, dict, tuple[str, ...]]:
     """(train, test) point-cloud views of QM9 (split as the graph benchmarks) and the element vocabulary."""
     from jaxdiff.data import qm9_3d
-    from jaxdiff.molecules3d.qm9 import split_qm9_3d
+    from jaxdiff.molecules3d.qm9 import split_qm9_3d, training_half
 
     train, test = split_qm9_3d(qm9_3d.load_qm9_3d(cfg.hydrogens))
+    if cfg.half:
+        train = training_half(train, cfg.half)
     if cfg.num_train:
         pick = np.sort(np.random.default_rng(0).permutation(len(train["index"]))[:cfg.num_train])
         train = {k: v[pick] for k, v in train.items()}
@@ -116,7 +119,7 @@ def build_sampler(config, net, pre, num_types: int):
 
 def training_smiles(train: dict, cfg, elements) -> set[str]:
     """The distinct valid SMILES (``chem.smiles``) of the training molecules of ``load_data(cfg)``: the
-    whole split reads the cached table of all QM9 (``molecules3d.qm9.training_smiles``); a
+    whole split or a half reads the cached table of all QM9 (``molecules3d.qm9.training_smiles``); a
     ``num_train`` subset computes its own."""
     from jaxdiff.molecules3d import qm9
 

@@ -81,3 +81,20 @@ def training_smiles(index, hydrogens: bool = True, *, cache_dir: str | os.PathLi
     if index.size and (rows.max() >= len(table["index"]) or np.any(table["index"][rows] != index)):
         raise ValueError("index must hold QM9 indices (1-based gdb9 numbering) of the data set")
     return set(table["smiles"][rows].tolist()) - {""}
+
+
+def training_half(train: dict[str, np.ndarray], half: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Rows of a training view in one of two disjoint random halves, as Hoogeboom et al. split QM9's
+    training set: ``"a"`` trains the property regressor that scores a conditional model, ``"b"`` the model.
+
+    Args:
+        train: a point-cloud view (every array indexed by molecule first).
+        half: ``"a"`` or ``"b"``.
+        seed: the permutation's seed.
+    """
+    if half not in ("a", "b"):
+        raise ValueError(f"half must be 'a' or 'b', got {half!r}")
+    n = len(train["index"])
+    perm = np.random.default_rng(seed).permutation(n)
+    pick = np.sort(perm[:n // 2] if half == "a" else perm[n // 2:])
+    return {k: v[pick] for k, v in train.items()}

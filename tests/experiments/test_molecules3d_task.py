@@ -109,6 +109,7 @@ def test_novelty_is_against_the_molecules_trained_on():
 @pytest.mark.parametrize("changes, match", [
     ({"data.name": "zinc"}, "config.data.name: unknown 'zinc'; choose one of qm9"),
     ({"data.num_train": -1}, "config.data.num_train: must be >= 0"),
+    ({"data.half": "c"}, "config.data.half: unknown 'c'; choose one of , a, b"),
     ({"model.hidden": 0}, "config.model.hidden: must be > 0, got 0"),
     ({"diffusion.sigma_data": 0.0}, "config.diffusion.sigma_data: must be > 0"),
     ({"sample.sampler": "heun"}, "config.sample.options: sampler 'heun' takes no option 's_churn'"),

@@ -9,7 +9,7 @@ import pytest
 from jaxdiff.data import qm9_3d
 from jaxdiff.graphs.qm9 import load_qm9, split_qm9
 from jaxdiff.molecules3d import qm9
-from jaxdiff.molecules3d.qm9 import geometry_smiles, split_qm9_3d, training_smiles
+from jaxdiff.molecules3d.qm9 import geometry_smiles, split_qm9_3d, training_half, training_smiles
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,18 @@ def test_split_holds_out_the_graph_test_set(with_h):
     assert len(train["index"]) + len(test["index"]) == 130_831
     assert not np.intersect1d(train["index"], test["index"]).size
     assert np.all(np.diff(train["index"]) > 0)
+
+
+def test_training_halves_are_disjoint_random_and_cover_the_split():
+    train = {"index": np.arange(10, 21), "atoms": np.arange(11)[:, None] * [1, 1]}
+    a, b = training_half(train, "a"), training_half(train, "b")
+    assert (len(a["index"]), len(b["index"])) == (5, 6)
+    np.testing.assert_array_equal(np.sort(np.concatenate([a["index"], b["index"]])), train["index"])
+    np.testing.assert_array_equal(a["atoms"][:, 0], a["index"] - 10)  # rows stay whole
+    assert np.all(np.diff(a["index"]) > 0) and not np.array_equal(a["index"], train["index"][:5])
+    np.testing.assert_array_equal(training_half(train, "a")["index"], a["index"])
+    with pytest.raises(ValueError, match="half must be 'a' or 'b', got 'c'"):
+        training_half(train, "c")
 
 
 def test_geometry_smiles_and_the_training_set_lookup(with_h, monkeypatch):

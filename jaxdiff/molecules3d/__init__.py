@@ -6,5 +6,6 @@ it; ``com`` the zero-centre-of-mass subspace (projection, Gaussian noise and log
 the state, noise, prior and EDM loss on the house's denoiser seam; ``qm9`` the QM9 point clouds split
 consistently with the graph benchmarks of ``jaxdiff.graphs.qm9``; ``stability`` bond orders from
 distances and atom/molecule stability; ``chem`` RDKit validity, uniqueness and novelty; ``context``
-property conditioning (normalised properties, targets drawn with the atom count); ``plot`` 3-D views.
+property conditioning (normalised properties, targets drawn with the atom count); ``regressor`` the
+invariant property regressor that scores a conditional model; ``plot`` 3-D views.
 """

@@ -233,8 +233,9 @@ def main(_):
                              "top1pct_found": float(np.isfinite(to_top).mean()),
                              "best_median_evals": float(np.median(to_best)),
                              "best_found": float(np.isfinite(to_best).mean()),
-                             "best_acc_at_budget_median": float(np.median([values[h[:FLAGS.budget]].max() for h in hs]))}
-            print(name, summary[name], flush=True)
+                             "best_acc_at_budget_median": float(np.median([values[h[:FLAGS.budget]].max() for h in hs])),
+                             "top1pct_evals": to_top.tolist()}
+            print(name, {k: v for k, v in summary[name].items() if k != "top1pct_evals"}, flush=True)
         results["search"] = {"seeds": len(seeds), "settings": dataclasses.asdict(settings), "prior": FLAGS.prior,
                              "methods": summary}
         plot(histories, values, top1, os.path.join(FLAGS.out, "search.png"))

@@ -99,7 +99,7 @@ def main(_):
 
     from jaxdiff.data.qm9_3d import PROPERTIES
     from jaxdiff.molecules3d import regressor
-    from jaxdiff.molecules3d.context import PropertyNorm
+    from jaxdiff.molecules3d.context import PropertyNorm, shuffle_within_size
 
     if FLAGS.property not in PROPERTIES:
         raise app.UsageError(f"--property must be one of {', '.join(PROPERTIES)}, got {FLAGS.property!r}")
@@ -147,10 +147,7 @@ def main(_):
         pred = predict(params, pos, one_hot(np.where(mask, atoms, -1), len(VOCABULARY)), mask)
         sizes = mask.sum(1)
         rng = np.random.default_rng(0)
-        same_size = target.copy()
-        for n in np.unique(sizes):
-            rows = np.flatnonzero(sizes == n)
-            same_size[rows] = target[rng.permutation(rows)]
+        same_size = shuffle_within_size(target, sizes, rng)
         result = {"property": FLAGS.property, "samples": len(target), "nonfinite": int((~finite).sum()),
                   "mae": float(np.abs(pred - target)[finite].mean()),
                   "mae_shuffled": float(np.abs(pred - rng.permutation(target))[finite].mean()),

@@ -162,18 +162,15 @@ def conditioning_scores(atoms, targets, names, elements) -> dict:
         names: the conditioned properties.
         elements: the vocabulary.
     """
-    from jaxdiff.molecules3d.context import num_heavy_atoms
+    from jaxdiff.molecules3d.context import num_heavy_atoms, shuffle_within_size
 
     if "num_heavy_atoms" not in names:
         return {}
     target = np.asarray(targets)[:, list(names).index("num_heavy_atoms")]
     count = num_heavy_atoms(atoms, elements)
     rng = np.random.default_rng(0)
-    shuffled, same_size = rng.permutation(target), target.copy()
-    sizes = (np.asarray(atoms) >= 0).sum(-1)
-    for n in np.unique(sizes):
-        rows = np.flatnonzero(sizes == n)
-        same_size[rows] = target[rng.permutation(rows)]
+    shuffled = rng.permutation(target)
+    same_size = shuffle_within_size(target, (np.asarray(atoms) >= 0).sum(-1), rng)
     return {"num_heavy_atoms_mae": float(np.abs(count - target).mean()),
             "num_heavy_atoms_mae_shuffled": float(np.abs(count - shuffled).mean()),
             "num_heavy_atoms_mae_same_size": float(np.abs(count - same_size).mean())}

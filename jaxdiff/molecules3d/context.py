@@ -98,3 +98,16 @@ def draw_targets(rng: np.random.Generator, num: int, num_atoms, values) -> tuple
                          f"{num_atoms.shape} and {values.shape}")
     rows = rng.integers(0, len(num_atoms), num)
     return num_atoms[rows], values[rows]
+
+
+def shuffle_within_size(values, sizes, rng: np.random.Generator) -> np.ndarray:
+    """``values`` (N, ...) permuted among the molecules of each size in ``sizes`` (N,): targets that keep
+    only what the atom count says, the baseline of a conditional model whose sampling fixes the count."""
+    values, sizes = np.asarray(values), np.asarray(sizes)
+    if len(values) != len(sizes):
+        raise ValueError(f"values and sizes must describe the same molecules, got {len(values)} and {len(sizes)}")
+    out = values.copy()
+    for n in np.unique(sizes):
+        rows = np.flatnonzero(sizes == n)
+        out[rows] = values[rng.permutation(rows)]
+    return out

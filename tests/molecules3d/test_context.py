@@ -70,6 +70,17 @@ def test_norm_properties_and_joint_targets():
         context.molecule_properties(view, ("weight",), VOCABULARY)
 
 
+def test_shuffle_within_size_permutes_inside_each_atom_count():
+    sizes = np.array([3, 5, 3, 5, 3, 7])
+    values = np.arange(6.0) * 10
+    out = context.shuffle_within_size(values, sizes, np.random.default_rng(0))
+    for n in (3, 5, 7):
+        np.testing.assert_array_equal(np.sort(out[sizes == n]), values[sizes == n])
+    assert not np.array_equal(out, values)  # this seed moves something
+    with pytest.raises(ValueError, match="values and sizes must describe the same molecules"):
+        context.shuffle_within_size(values, sizes[:5], np.random.default_rng(0))
+
+
 def test_overfit_conditional_model_generates_the_heavy_atom_count_asked_for():
     """NH3 (1 heavy atom) and NCCN (4) have 4 atoms each: only the context tells them apart."""
     data = load_qm9_3d()

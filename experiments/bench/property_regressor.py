@@ -12,7 +12,8 @@ trained for ``--steps`` on half ``a`` of the QM9 training split (``jaxdiff.molec
 with hydrogens), L1 on the property normalised by half a's mean and mean absolute deviation, then scored on
 the held-out split (the graph benchmarks' test molecules): its mean absolute error in the property's units
 (the protocol's lower bound), next to predicting half a's median (no information) and half a's median per
-atom count (the atom count alone). Saves the EMA parameters as ``regressor.msgpack``.
+atom count (the atom count alone). Saves the EMA parameters as ``regressor.msgpack``; later runs with
+the same ``--out`` reuse them (and their size).
 
 Part 2 (``--score``, a runner workdir of the ``qm9_3d`` config conditioned on ``--property`` and trained on
 half ``b``): the regressor predicts the property of every generated molecule of its ``samples.npz``;
@@ -107,7 +108,12 @@ def main(_):
     path = os.path.join(FLAGS.out, "regressor.msgpack")
     data = views(FLAGS.property)
     norm = PropertyNorm.fit(data["a"]["values"])
-    module = regressor.PropertyRegressor(num_properties=1, hidden=FLAGS.hidden, num_blocks=FLAGS.num_blocks)
+    size = {"hidden": FLAGS.hidden, "num_blocks": FLAGS.num_blocks}
+    if os.path.exists(path):  # score with the saved regressor's own size
+        with open(os.path.join(FLAGS.out, "results.json")) as f:
+            settings = json.load(f)["settings"]
+        size = {k: settings[k] for k in size}
+    module = regressor.PropertyRegressor(num_properties=1, **size)
     template = jax.jit(module.init)(jax.random.key(0), *(data["a"][k][:2] for k in ("positions", "features", "mask")))
     a, test = data["a"], data["test"]
 

@@ -34,3 +34,19 @@ def after(x, *values):
     zero = jnp.where(jnp.isfinite(zero), zero, 0)
     out = tuple(v + zero.astype(jnp.result_type(v)) for v in values)
     return out[0] if len(out) == 1 else out
+
+
+def in_chunks(fn, *arrays, chunk: int):
+    """``fn(*parts)`` over consecutive ``chunk``-row parts of ``arrays`` (each (N, ...)), the last part
+    padded with copies of its first row so a jitted ``fn`` compiles once; its outputs (a tuple, or one
+    array, of (chunk, ...) arrays) are cut back to N rows and concatenated as NumPy arrays."""
+    outs = []
+    for s in range(0, len(arrays[0]), chunk):
+        part = [np.asarray(a[s:s + chunk]) for a in arrays]
+        k = len(part[0])
+        if k < chunk:
+            part = [np.concatenate([p, np.repeat(p[:1], chunk - k, 0)]) for p in part]
+        out = fn(*part)
+        outs.append([np.asarray(o)[:k] for o in (out if isinstance(out, tuple) else (out,))])
+    joined = tuple(np.concatenate(column) for column in zip(*outs))
+    return joined if isinstance(out, tuple) else joined[0]

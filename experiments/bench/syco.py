@@ -82,18 +82,10 @@ def fit(loss_fn, params, data: dict, seconds: float, *, batch_size: int, learnin
 
 def predict(apply, params, positions, features, mask, chunk: int = 500):
     """Decoded graphs (atoms (N, n), bonds (N, n, n)) in fixed-size chunks (one compilation)."""
+    from jaxdiff._arrays import in_chunks
     from jaxdiff.molecules3d.decoder import decode
 
-    atoms, bonds = [], []
-    for s in range(0, len(mask), chunk):
-        part = [np.asarray(a[s:s + chunk]) for a in (positions, features, mask)]
-        k = len(part[2])
-        if k < chunk:  # pad with copies of the first cloud
-            part = [np.concatenate([p, np.repeat(p[:1], chunk - k, 0)]) for p in part]
-        a, b = decode(*apply(params, *part), part[2])
-        atoms.append(a[:k])
-        bonds.append(b[:k])
-    return np.concatenate(atoms), np.concatenate(bonds)
+    return in_chunks(lambda x, h, m: decode(*apply(params, x, h, m), m), positions, features, mask, chunk=chunk)
 
 
 def accuracy(apply, params, data: dict, smiles) -> dict:

@@ -10,11 +10,14 @@ permutations of the atoms, and padding atoms change nothing.
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff._arrays import in_chunks
 from jaxdiff.molecules3d.egnn import EGNN
 
 __all__ = ["PropertyRegressor", "predict", "regressor_loss"]
@@ -74,12 +77,4 @@ def predict(model: PropertyRegressor, params, positions, features, mask, chunk: 
         chunk: molecules per call.
     """
     apply = jax.jit(lambda p, x, h, m: model.apply({"params": p}, x, h, m))
-    out = []
-    for s in range(0, len(mask), chunk):
-        part = [np.asarray(a[s:s + chunk]) for a in (positions, features, mask)]
-        k = len(part[2])
-        if k < chunk:  # pad with copies of the first molecule
-            part = [np.concatenate([p, np.repeat(p[:1], chunk - k, 0)]) for p in part]
-        out.append(np.asarray(apply(params, *part), np.float64)[:k])
-    return np.concatenate(out)
-
+    return in_chunks(functools.partial(apply, params), positions, features, mask, chunk=chunk).astype(np.float64)

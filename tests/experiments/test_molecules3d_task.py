@@ -14,7 +14,7 @@ from experiments.checks import ConfigError
 from experiments.configs import qm9_3d
 from experiments.tasks import molecules3d as task
 from jaxdiff.molecules3d.context import molecule_properties, num_heavy_atoms
-from jaxdiff.molecules3d.qm9 import geometry_smiles
+from jaxdiff.molecules3d.qm9 import geometry_smiles, training_half
 
 TINY = {
     "data.num_train": 256, "model.hidden": 8, "model.num_blocks": 1, "train.batch_size": 8,
@@ -104,6 +104,15 @@ def test_novelty_is_against_the_molecules_trained_on():
     assert m["validity"] == 1.0 and m["uniqueness"] == 1.0 and m["novelty"] == 0.5
     assert task.score(pos[:1], atoms[:1], mask[:1], elements, rdkit=True, train_smiles=seen)["novelty"] == 0.0
     assert "novelty" not in task.score(pos, atoms, mask, elements, rdkit=True)
+
+
+def test_half_trains_on_one_half_of_the_split():
+    whole, test, _ = task.load_data(tiny(**{"data.num_train": 0}).data)
+    halves = [task.load_data(tiny(**{"data.num_train": 0, "data.half": h}).data) for h in ("a", "b")]
+    for (train, held_out, _), h in zip(halves, ("a", "b")):
+        np.testing.assert_array_equal(train["index"], training_half(whole, h)["index"])
+        np.testing.assert_array_equal(held_out["index"], test["index"])
+    assert len(halves[0][0]["index"]) + len(halves[1][0]["index"]) == len(whole["index"])
 
 
 @pytest.mark.parametrize("changes, match", [

@@ -76,5 +76,10 @@ def predict(model: PropertyRegressor, params, positions, features, mask, chunk: 
         mask: (N, n) real atoms.
         chunk: molecules per call.
     """
-    apply = jax.jit(lambda p, x, h, m: model.apply({"params": p}, x, h, m))
-    return in_chunks(functools.partial(apply, params), positions, features, mask, chunk=chunk).astype(np.float64)
+    return in_chunks(functools.partial(_apply, model, params), positions, features, mask, chunk=chunk).astype(np.float64)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(model: PropertyRegressor, params, positions, features, mask):
+    """One compilation per regressor and chunk shape, shared by every ``predict`` call."""
+    return model.apply({"params": params}, positions, features, mask)

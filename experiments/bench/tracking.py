@@ -16,6 +16,9 @@ threshold are the best of a small grid on training clips. TAP-Vid metrics, query
 ``--steps`` (> 0) trains each tracker for that many steps instead of filling ``--minutes``: the
 ablation's comparison at an equal step count, whatever the machine's load.
 
+``--initial`` sets the trackers' ``model.initial`` ("match": new frames start at each track's best
+match; "query": where it was last seen, as CoTracker does); the config's if unset.
+
 ``ablation``: the same recipe and budget with ``model.virtual=0`` (each point alone), scored
 next to the joint tracker overall, on the frames where points are hidden, and on the tracks hidden
 at some frame after their query.
@@ -53,6 +56,7 @@ def define_flags() -> None:
     flags.DEFINE_list("stereo_scales", ["4", "2"], "Downscaling factors of the stereo pair.")
     flags.DEFINE_string("figure", "docs/img/tracking_tracks.png", "Where to save the tracks figure.")
     flags.DEFINE_integer("data_workers", 1, "Processes drawing training clips (config.train.data_workers).")
+    flags.DEFINE_enum("initial", None, ["query", "match"], "The trackers' model.initial; the config's if unset.")
 
 
 # ----------------------------------------------------------------------------- training
@@ -64,6 +68,8 @@ def tracker_config(name: str):
     config = tracking.get_config()
     config.eval.num_videos = FLAGS.eval_videos
     config.train.data_workers = FLAGS.data_workers
+    if FLAGS.initial:
+        config.model.initial = FLAGS.initial
     if name == "single":
         config.model.virtual = 0
     return config
@@ -351,11 +357,10 @@ def speed() -> dict:
     import jax
     import jax.numpy as jnp
 
-    from experiments.configs import tracking
     from jaxdiff.tracking import correlation
     from jaxdiff.tracking.model import CoTracker, _track
 
-    tracker = CoTracker(**dict(tracking.get_config().model))
+    tracker = CoTracker(**dict(tracker_config("joint").model))
     params = tracker.init(jax.random.key(0))
     rows = []
     for h, w in ((256, 256), (1080, 1920)):

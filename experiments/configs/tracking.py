@@ -3,7 +3,9 @@
     python -m experiments.run --config=experiments/configs/tracking.py --workdir=workdir/tracking
 
 Sized for a CPU: 16-frame training clips (three windows of 8), 48 points each, a 2-block transformer
-of width 64 with 8 virtual tracks. ``--config.model.virtual=0`` tracks every point alone.
+of width 64 with 8 virtual tracks; a window's new frames start at each track's best match in the frame
+(TAPIR's initialisation). ``--config.model.virtual=0`` tracks every point alone;
+``--config.model.initial=query`` starts new frames where the track was last seen, as CoTracker does.
 """
 
 import ml_collections
@@ -18,6 +20,7 @@ def get_config():
         dim=64, width=32,  # features: channels, the encoder's first width
         hidden=64, heads=4, depth=2, virtual=8,  # transformer; virtual=0: no space attention
         corr="auto",  # "all_pairs" | "on_the_fly" | "auto"
+        initial="match", match_weight=1.0,  # new frames start at each track's best match; "query": CoTracker's
         gamma=0.8, huber=4.0, occluded_weight=0.2, vis_weight=1.0))  # the loss
     c.data = ml_collections.ConfigDict(dict(
         size=(64, 64), num_frames=16, num_points=48,

@@ -74,6 +74,42 @@ def windows_on_the_fly(features: Array, levels: Sequence[Array], coords: Array, 
     return jnp.concatenate(out, -1)
 
 
+def match_logits(features: Array, fmaps: Array, temperature: float) -> Array:
+    """``temperature`` times the correlation of track ``features`` (B, N, D) with every pixel of every frame
+    of ``fmaps`` (B, T, h, w, D): (B, T, N, h, w)."""
+    return temperature * jnp.einsum("bnd,bthwd->btnhw", features, fmaps, precision=lax.Precision.HIGHEST)
+
+
+def best_match(features: Array, fmaps: Array, temperature: float, radius: int, chunk: int = 1) -> Array:
+    """Each track's match in every frame, as TAPIR initialises its tracks: the soft-argmax of
+    softmax(``temperature`` · correlation) over the (2r+1)² pixels around the correlation's argmax.
+
+    Args:
+        features: (B, N, D) track features.
+        fmaps: (B, T, h, w, D) frame features.
+        temperature: scale of the correlation before the softmax.
+        radius: r, the half-width of the soft-argmax window.
+        chunk: frames correlated at a time (memory O(chunk B N h w)).
+
+    Returns:
+        (B, T, N, 2) positions (x, y) in feature pixels.
+    """
+    h, w = fmaps.shape[2:4]
+    dx, dy = offsets(radius).astype(jnp.int32).T  # (K,) each
+
+    def frame(fmap):  # (B, h, w, D) -> (B, N, 2)
+        logits = match_logits(features, fmap[:, None], temperature)[:, 0]
+        flat = logits.reshape(logits.shape[:2] + (-1,))  # (B, N, h w)
+        best = jnp.argmax(flat, -1)[..., None]
+        x, y = best % w + dx, best // w + dy  # (B, N, K)
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        taps = jnp.take_along_axis(flat, jnp.clip(y, 0, h - 1) * w + jnp.clip(x, 0, w - 1), -1)
+        p = jax.nn.softmax(jnp.where(inside, taps, -jnp.inf), -1)
+        return jnp.stack([jnp.sum(p * x, -1), jnp.sum(p * y, -1)], -1)
+
+    return jnp.moveaxis(lax.map(frame, jnp.moveaxis(fmaps, 1, 0), batch_size=chunk), 0, 1)
+
+
 def volume_bytes(batch: int, frames: int, tracks: int, height: int, width: int, num_levels: int) -> int:
     """Bytes of float32 all-pairs volumes over ``num_levels`` levels of an ``height`` x ``width`` map."""
     pixels = sum((height >> l) * (width >> l) for l in range(num_levels))

@@ -11,7 +11,10 @@ talk among themselves, and the points read them back); it outputs an update of e
 visibility logit, applied M times per window. Windows of S frames slide by S/2: the first S/2
 frames of a window start where the previous window ended, its other frames at the last of them,
 and points not yet queried at the query position. ``virtual=0`` drops the space attention, so
-every point is tracked alone (the joint-tracking ablation).
+every point is tracked alone (the joint-tracking ablation). ``initial="match"`` starts every frame
+that the previous window did not estimate at the track's best match in that frame instead, as TAPIR
+does (a soft-argmax around the argmax of the correlation with the whole frame), and trains that match
+with a cross-entropy over the frame's feature pixels.
 
 Conventions (``jaxdiff.tracking``): videos (B, T, H, W, 3) in [0, 255]; queries (B, N, 3) as
 (t, x, y) pixels with centres at integers; tracks (B, T, N, 2) as (x, y); visibility (B, T, N).
@@ -38,6 +41,7 @@ from jaxdiff.tracking import correlation
 Array = jax.Array
 STRIDE = 4
 CORR_MODES = ("auto",) + correlation.MODES
+INITIAL = ("query", "match")
 
 
 # ----------------------------------------------------------------------------- networks
@@ -156,6 +160,11 @@ class CoTracker:
         huber: the Huber loss's threshold in pixels.
         occluded_weight: loss weight of positions where the point is hidden (visible ones weigh 1).
         vis_weight: weight of the visibility cross-entropy.
+        initial: where a window's new frames start: "query" (CoTracker: the last known position) or
+            "match" (the best match in the frame, ``correlation.best_match``).
+        match_temperature: scale of the correlation in the match's softmax.
+        match_radius: half-width of the match's soft-argmax window, feature pixels.
+        match_weight: weight of the match's cross-entropy (with ``initial="match"``).
     """
 
     window: int = 8
@@ -174,6 +183,10 @@ class CoTracker:
     huber: float = 4.0
     occluded_weight: float = 0.2
     vis_weight: float = 1.0
+    initial: str = "query"
+    match_temperature: float = 20.0
+    match_radius: int = 2
+    match_weight: float = 1.0
 
     def __post_init__(self):
         if self.window < 2 or self.window % 2:
@@ -181,13 +194,15 @@ class CoTracker:
         for name in ("iters", "levels", "dim", "width", "hidden", "heads", "depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("radius", "virtual"):
+        for name in ("radius", "virtual", "match_radius"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden must be a multiple of heads={self.heads}, got {self.hidden}")
         if self.corr not in CORR_MODES:
             raise ValueError(f"corr must be one of {CORR_MODES}, got {self.corr!r}")
+        if self.initial not in INITIAL:
+            raise ValueError(f"initial must be one of {INITIAL}, got {self.initial!r}")
 
     @property
     def encoder(self) -> Encoder:
@@ -281,17 +296,21 @@ class CoTracker:
         return lax.scan(refine, (coords, vis), None, length=self.iters)[1]
 
     def forward(self, params, video: Array, queries: Array, chunk: int | None = None):
-        """The sliding windows, unchecked: returns (coords (B, T', N, 2) and visibility logits (B, T', N)
-        of the padded clip of T' frames, in feature pixels; every window's refinements: coords
-        (W, M, B, S, N, 2) and logits (W, M, B, S, N)).
+        """The sliding windows over ``video``, unchecked; see ``slide``."""
+        return self.slide(params, self.features(params, video, chunk), queries)
+
+    def slide(self, params, fmaps: Array, queries: Array):
+        """The sliding windows over frame features ``fmaps`` (B, T, h, w, D): returns (coords (B, T', N, 2)
+        and visibility logits (B, T', N) of the padded clip of T' frames, in feature pixels; every
+        window's refinements: coords (W, M, B, S, N, 2) and logits (W, M, B, S, N)).
 
         Window w starts at frame ``w S / 2``: a track queried before its middle starts from the previous
-        window's estimates of its first S / 2 frames, then the last of them; any other from its query point.
+        window's estimates of its first S / 2 frames, then (``initial="query"``) the last of them or
+        (``"match"``) its best match in each frame; any other track from its query point or best matches.
         """
-        b, t = video.shape[:2]
+        b, t = fmaps.shape[:2]
         n = queries.shape[1]
         count, padded = self.windows(t)
-        fmaps = self.features(params, video, chunk)
         fmaps = jnp.concatenate([fmaps, jnp.repeat(fmaps[:, -1:], padded - t, 1)], 1)
         levels = correlation.pyramid(fmaps, self.levels)
         features = self.track_features(fmaps, queries)
@@ -299,11 +318,20 @@ class CoTracker:
         start = to_features(queries[..., 1:])
         mode = self.corr_mode(b, n, *fmaps.shape[2:4])
         s, step = self.window, self.window // 2
+        initial = jnp.broadcast_to(start[:, None], (b, padded, n, 2))
+        if self.initial == "match":  # best matches, the query point in the query frame
+            matches = correlation.best_match(lax.stop_gradient(features), lax.stop_gradient(fmaps),
+                                             self.match_temperature, self.match_radius)
+            initial = jnp.where((jnp.arange(padded)[None, :, None] == frame[:, None])[..., None], initial, matches)
 
         def window(carry, ind):
             coords, vis = carry  # (B, T', N, 2), (B, T', N)
             copy = (frame < ind + step)[:, None, :]
-            coords0 = jnp.where(copy[..., None], pad_last(dynamic_window(coords, ind, step), s), start[:, None])
+            if self.initial == "match":
+                known = copy & (jnp.arange(s) < step)[None, :, None]
+                coords0 = jnp.where(known[..., None], dynamic_window(coords, ind, s), dynamic_window(initial, ind, s))
+            else:
+                coords0 = jnp.where(copy[..., None], pad_last(dynamic_window(coords, ind, step), s), start[:, None])
             vis0 = jnp.where(copy, pad_last(dynamic_window(vis, ind, step), s), 0.0)
             cs, vs = self.refine_window(params, [dynamic_window(level, ind, s) for level in levels], features,
                                         frame - ind, coords0, vis0, mode)
@@ -311,8 +339,7 @@ class CoTracker:
             vis = lax.dynamic_update_slice_in_dim(vis, vs[-1], ind, 1)
             return (lax.stop_gradient(coords), lax.stop_gradient(vis)), (cs, vs)
 
-        init = (jnp.broadcast_to(start[:, None], (b, padded, n, 2)), jnp.zeros((b, padded, n)))
-        (coords, vis), refinements = lax.scan(window, init, jnp.arange(count) * step)
+        (coords, vis), refinements = lax.scan(window, (initial, jnp.zeros((b, padded, n))), jnp.arange(count) * step)
         return coords, vis, refinements
 
     # ------------------------------------------------------------------------- the public functions
@@ -342,13 +369,15 @@ class CoTracker:
         Every refinement m of every window is scored on the frames at and after each point's query
         frame: γ^(M-1-m) times a Huber loss of the positions in pixels (hidden positions weighted
         ``occluded_weight``), plus ``vis_weight`` times the cross-entropy of the visibility logits,
-        normalised by the weights. Terms: loss, huber, bce, epe (the last refinement's mean distance
-        in pixels over visible frames).
+        normalised by the weights; with ``initial="match"``, plus ``match_weight`` times ``match_loss``.
+        Terms: loss, huber, bce, match (0 with ``initial="query"``), epe (the last refinement's mean
+        distance in pixels over visible frames).
         """
         del key
         video, queries = batch["video"].astype(jnp.float32), batch["queries"].astype(jnp.float32)
         b, t = video.shape[:2]
-        _, _, (cs, vs) = self.forward(params, video, queries)
+        fmaps = self.features(params, video)
+        _, _, (cs, vs) = self.slide(params, fmaps, queries)
         count, padded = self.windows(t)
         step = self.window // 2
         frames = np.arange(count)[:, None] * step + np.arange(self.window)  # (W, S) clip frames of each window
@@ -367,8 +396,26 @@ class CoTracker:
         bce = jnp.sum(weights * valid * bce) / jnp.maximum(jnp.sum(valid) * jnp.sum(weights), 1)
         last = valid[:, 0] * visible[:, 0]
         epe = jnp.sum(last * jnp.linalg.norm(pred[:, -1] - gt[:, 0], axis=-1)) / jnp.maximum(jnp.sum(last), 1)
-        loss = huber + self.vis_weight * bce
-        return loss, {"loss": loss, "huber": huber, "bce": bce, "epe": epe}
+        match = self.match_loss(fmaps, queries, batch["tracks"], batch["visible"]) if self.initial == "match" else 0.0
+        loss = huber + self.vis_weight * bce + self.match_weight * match
+        return loss, {"loss": loss, "huber": huber, "bce": bce, "match": jnp.asarray(match), "epe": epe}
+
+    def match_loss(self, fmaps: Array, queries: Array, tracks: Array, visible: Array) -> Array:
+        """Mean cross-entropy of softmax(``match_temperature`` · correlation) over each frame's feature
+        pixels (``fmaps`` (B, T, h, w, D)) against the true position, over the frames after each query
+        where the point is ``visible`` (B, T, N); ``tracks`` (B, T, N, 2) in pixels. The target puts
+        bilinear weights on the four feature pixels around the position."""
+        t, h, w = fmaps.shape[1:4]
+        logits = correlation.match_logits(self.track_features(fmaps, queries), fmaps, self.match_temperature)
+        g = to_features(tracks.astype(jnp.float32))
+        tx = jnp.maximum(1 - jnp.abs(jnp.arange(w) - g[..., :1]), 0)  # (B, T, N, w): tents = bilinear weights
+        ty = jnp.maximum(1 - jnp.abs(jnp.arange(h) - g[..., 1:]), 0)
+        target = ty[..., :, None] * tx[..., None, :]
+        logp = jax.nn.log_softmax(logits.reshape(logits.shape[:3] + (-1,)), -1).reshape(logits.shape)
+        ce = -jnp.sum(target * logp, (-2, -1))  # (B, T, N)
+        after = jnp.arange(t)[None, :, None] > queries[:, None, :, 0]
+        valid = (after & (visible > 0)).astype(jnp.float32)
+        return jnp.sum(valid * ce) / jnp.maximum(jnp.sum(valid), 1)
 
 
 @functools.partial(jax.jit, static_argnums=0)

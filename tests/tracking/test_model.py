@@ -11,9 +11,10 @@ import optax
 import pytest
 
 from jaxdiff.tracking import correlation, data
-from jaxdiff.tracking.model import CoTracker, to_features
+from jaxdiff.tracking.model import CoTracker, to_features, to_pixels
 
 TINY = CoTracker(window=4, iters=2, levels=2, dim=16, width=8, hidden=16, heads=2, depth=1, virtual=4)
+MATCH = CoTracker(**{**TINY.__dict__, "initial": "match"})
 SIZE = (32, 32)
 
 
@@ -53,6 +54,49 @@ def test_correlation_all_pairs_equals_on_the_fly():
     c = jnp.full((2, 3, 5, 2), 4.0)
     window = correlation.windows_all_pairs(correlation.volumes(features, levels), c, 2)
     np.testing.assert_allclose(window[0, 1, 2, 25 + 3 * 5 + 1], features[0, 2] @ levels[1][0, 1, 1, 3], rtol=1e-5)
+
+
+def test_best_match_argmax_soft_argmax_and_chunks():
+    """A correlation bump centred between pixels, symmetric about (4.5, 3) on a 10 x 7 map: a radius-0
+    window gives the argmax pixel, one covering the map the bump's centre; chunks change nothing."""
+    xs, ys = np.arange(10), np.arange(7)
+    bump = np.exp(-((xs[None] - 4.5) ** 2 + (ys[:, None] - 3) ** 2) / 4)
+    fmaps = jnp.asarray(np.stack([bump, 1 - bump], -1), jnp.float32)[None, None].repeat(3, 1)  # (1, 3, 7, 10, 2)
+    features = jnp.array([[[1.0, 0.0]]])
+    np.testing.assert_array_equal(correlation.best_match(features, fmaps, 5.0, 0), np.full((1, 3, 1, 2), [4, 3]))
+    centre = correlation.best_match(features, fmaps, 5.0, 10)
+    np.testing.assert_allclose(centre, np.full((1, 3, 1, 2), [4.5, 3]), atol=1e-5)
+    np.testing.assert_array_equal(correlation.best_match(features, fmaps, 5.0, 10, chunk=2), centre)
+
+
+def test_match_loss_is_the_cross_entropy_at_the_true_position():
+    """Point 0 sits on feature pixels, point 1 half-way between two in frame 2 (weights 1/2 each) and is
+    hidden in frame 1; the query frame is not scored."""
+    k = jax.random.split(jax.random.key(3), 2)
+    fmaps = jax.random.normal(k[0], (1, 3, 5, 6, 4))
+    queries = jnp.array([[[0, to_pixels(2.0), to_pixels(1.0)], [0, to_pixels(3.0), to_pixels(0.0)]]])
+    cells = np.array([[[2, 1], [2, 1]], [[0, 4], [3, 2]], [[5, 3], [3.5, 4]]])  # (T, N, (x, y)) feature pixels
+    tracks, visible = to_pixels(jnp.asarray(cells, jnp.float32))[None], jnp.array([[[1, 1], [1, 0], [1, 1]]])
+    logp = jax.nn.log_softmax(correlation.match_logits(MATCH.track_features(fmaps, queries), fmaps, 20.0)
+                              .reshape(1, 3, 2, -1), -1).reshape(3, 2, 5, 6)
+    expected = -np.mean([logp[1, 0, 4, 0], logp[2, 0, 3, 5], 0.5 * (logp[2, 1, 4, 3] + logp[2, 1, 4, 4])])
+    np.testing.assert_allclose(MATCH.match_loss(fmaps, queries, tracks, visible), expected, rtol=1e-5)
+
+
+def test_match_initialisation(clip):
+    """With a zero position head nothing moves: every frame stays at the track's best match, the query
+    frame at the query point, through the sliding windows (copied halves included)."""
+    params = MATCH.init(jax.random.key(0))
+    params["updater"]["position_head"]["kernel"] = jnp.zeros_like(params["updater"]["position_head"]["kernel"])
+    video, queries = jnp.asarray(clip["video"]), jnp.asarray(clip["queries"])
+    coords, _, _ = jax.jit(MATCH.forward)(params, video, queries)
+    fmaps = MATCH.features(params, video)
+    best = correlation.best_match(MATCH.track_features(fmaps, queries), fmaps, MATCH.match_temperature,
+                                  MATCH.match_radius)
+    query = np.arange(8)[None, :, None] == np.asarray(queries[..., 0])[:, None]
+    expected = np.where(query[..., None], to_features(queries[:, None, :, 1:]), best)
+    np.testing.assert_allclose(coords[:, :8], expected, atol=1e-4)
+    assert float(jnp.abs(best - to_features(queries[:, None, :, 1:])).max()) > 1  # matches, not zero motion
 
 
 def test_shapes_initial_tracks_and_frames_before_the_query(clip):
@@ -177,6 +221,7 @@ def test_bad_input_names_the_argument(clip, change, match):
 
 def test_bad_settings():
     for kwargs, match in [(dict(window=5), "window"), (dict(hidden=30, heads=4), "hidden"),
-                          (dict(corr="dense"), "corr"), (dict(virtual=-1), "virtual")]:
+                          (dict(corr="dense"), "corr"), (dict(virtual=-1), "virtual"),
+                          (dict(initial="zero"), "initial")]:
         with pytest.raises(ValueError, match=match):
             CoTracker(**kwargs)

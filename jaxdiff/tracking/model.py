@@ -318,18 +318,18 @@ class CoTracker:
         start = to_features(queries[..., 1:])
         mode = self.corr_mode(b, n, *fmaps.shape[2:4])
         s, step = self.window, self.window // 2
-        initial = jnp.broadcast_to(start[:, None], (b, padded, n, 2))
+        first = jnp.broadcast_to(start[:, None], (b, padded, n, 2))  # the first estimates of every frame
         if self.initial == "match":  # best matches, the query point in the query frame
             matches = correlation.best_match(lax.stop_gradient(features), lax.stop_gradient(fmaps),
                                              self.match_temperature, self.match_radius)
-            initial = jnp.where((jnp.arange(padded)[None, :, None] == frame[:, None])[..., None], initial, matches)
+            first = jnp.where((jnp.arange(padded)[None, :, None] == frame[:, None])[..., None], first, matches)
 
         def window(carry, ind):
             coords, vis = carry  # (B, T', N, 2), (B, T', N)
             copy = (frame < ind + step)[:, None, :]
             if self.initial == "match":
                 known = copy & (jnp.arange(s) < step)[None, :, None]
-                coords0 = jnp.where(known[..., None], dynamic_window(coords, ind, s), dynamic_window(initial, ind, s))
+                coords0 = jnp.where(known[..., None], dynamic_window(coords, ind, s), dynamic_window(first, ind, s))
             else:
                 coords0 = jnp.where(copy[..., None], pad_last(dynamic_window(coords, ind, step), s), start[:, None])
             vis0 = jnp.where(copy, pad_last(dynamic_window(vis, ind, step), s), 0.0)
@@ -339,7 +339,7 @@ class CoTracker:
             vis = lax.dynamic_update_slice_in_dim(vis, vs[-1], ind, 1)
             return (lax.stop_gradient(coords), lax.stop_gradient(vis)), (cs, vs)
 
-        (coords, vis), refinements = lax.scan(window, (initial, jnp.zeros((b, padded, n))), jnp.arange(count) * step)
+        (coords, vis), refinements = lax.scan(window, (first, jnp.zeros((b, padded, n))), jnp.arange(count) * step)
         return coords, vis, refinements
 
     # ------------------------------------------------------------------------- the public functions

@@ -17,7 +17,8 @@ threshold are the best of a small grid on training clips. TAP-Vid metrics, query
 ablation's comparison at an equal step count, whatever the machine's load.
 
 ``--initial`` sets the trackers' ``model.initial`` ("match": new frames start at each track's best
-match; "query": where it was last seen, as CoTracker does); the config's if unset.
+match; "query": where it was last seen, as CoTracker does), ``--stride`` their features' stride (4 or
+2); the config's if unset.
 
 ``ablation``: the same recipe and budget with ``model.virtual=0`` (each point alone), scored
 next to the joint tracker overall, on the frames where points are hidden, and on the tracks hidden
@@ -57,6 +58,7 @@ def define_flags() -> None:
     flags.DEFINE_string("figure", "docs/img/tracking_tracks.png", "Where to save the tracks figure.")
     flags.DEFINE_integer("data_workers", 1, "Processes drawing training clips (config.train.data_workers).")
     flags.DEFINE_enum("initial", None, ["query", "match"], "The trackers' model.initial; the config's if unset.")
+    flags.DEFINE_enum("stride", None, ["2", "4"], "The trackers' model.stride; the config's if unset.")
 
 
 # ----------------------------------------------------------------------------- training
@@ -70,6 +72,8 @@ def tracker_config(name: str):
     config.train.data_workers = FLAGS.data_workers
     if FLAGS.initial:
         config.model.initial = FLAGS.initial
+    if FLAGS.stride:
+        config.model.stride = int(FLAGS.stride)
     if name == "single":
         config.model.virtual = 0
     return config

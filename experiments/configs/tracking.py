@@ -2,10 +2,12 @@
 
     python -m experiments.run --config=experiments/configs/tracking.py --workdir=workdir/tracking
 
-Sized for a CPU: 16-frame training clips (three windows of 8), 48 points each, a 2-block transformer
-of width 64 with 8 virtual tracks; a window's new frames start at each track's best match in the frame
-(TAPIR's initialisation). ``--config.model.virtual=0`` tracks every point alone;
-``--config.model.initial=query`` starts new frames where the track was last seen, as CoTracker does.
+Sized for a CPU: 16-frame training clips (three windows of 8), 48 points each, stride-2 features (a
+32x32 map of a 64x64 frame), a 2-block transformer of width 64 with 8 virtual tracks; a window's new
+frames start at each track's best match in the frame (TAPIR's initialisation).
+``--config.model.virtual=0`` tracks every point alone; ``--config.model.initial=query`` starts new
+frames where the track was last seen, as CoTracker does; ``--config.model.stride=4`` is CoTracker's
+stride.
 """
 
 import ml_collections
@@ -17,7 +19,7 @@ def get_config():
     c = base_config("tracking")
     c.model = ml_collections.ConfigDict(dict(
         window=8, iters=4, radius=3, levels=4,  # windows of 8 frames sliding by 4; 4 refinements each
-        dim=64, width=32,  # features: channels, the encoder's first width
+        stride=2, dim=64, width=32,  # features: stride (4: CoTracker's), channels, the encoder's first width
         hidden=64, heads=4, depth=2, virtual=8,  # transformer; virtual=0: no space attention
         corr="auto",  # "all_pairs" | "on_the_fly" | "auto"
         initial="match", match_weight=1.0,  # new frames start at each track's best match; "query": CoTracker's

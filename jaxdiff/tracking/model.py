@@ -1,7 +1,8 @@
 """A CoTracker-style joint point tracker (Karaev et al., arXiv 2307.07635; the v2 / v3 family), Flax linen.
 
-Frames go through a small CNN to unit-norm features at stride 4. A point queried at (t_q, x, y)
-keeps the feature sampled there; in every frame its correlation window (4 pyramid levels,
+Frames go through a small CNN to unit-norm features at stride 4 (or 2, finer on small frames: the
+first block's output joined to the second's upsampled). A point queried at (t_q, x, y) keeps the
+feature sampled there; in every frame its correlation window (4 pyramid levels,
 radius 3, ``jaxdiff.tracking.correlation``) is read around its current estimate. Each point and
 frame of a window of S frames is one token: an embedding of the correlation window, a sinusoidal
 encoding of the displacements to the neighbouring frames, the visibility logit and whether the
@@ -18,7 +19,7 @@ with a cross-entropy over the frame's feature pixels.
 
 Conventions (``jaxdiff.tracking``): videos (B, T, H, W, 3) in [0, 255]; queries (B, N, 3) as
 (t, x, y) pixels with centres at integers; tracks (B, T, N, 2) as (x, y); visibility (B, T, N).
-Feature pixel j of the stride-4 maps is centred on image pixel 4j + 1.5.
+Feature pixel j of the stride-s maps is centred on image pixel s j + (s - 1) / 2.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from jaxdiff.flow.corr import bilinear_sample
 from jaxdiff.tracking import correlation
 
 Array = jax.Array
-STRIDE = 4
+STRIDES = (2, 4)
 CORR_MODES = ("auto",) + correlation.MODES
 INITIAL = ("query", "match")
 
@@ -48,20 +49,30 @@ INITIAL = ("query", "match")
 
 
 class Encoder(nn.Module):
-    """Frames (B, H, W, 3) in [-1, 1] -> unit-norm features (B, H // 4, W // 4, dim) (even H, W; floor
-    sizes otherwise): two 4x4 stride-2 convolutions (padding 1, so feature pixel j is centred on input
-    pixel 4j + 1.5), each followed by a residual block, instance norm after every convolution."""
+    """Frames (B, H, W, 3) in [-1, 1] -> unit-norm features (B, H // s, W // s, dim) at ``stride`` s = 4 or 2
+    (H, W multiples of 4; floor sizes otherwise): two 4x4 stride-2 convolutions (padding 1, so output pixel
+    j is centred on input pixel 2j + 0.5), each followed by a residual block, instance norm after every
+    convolution, then a 1x1 projection; at s = 2 the projection of the first block's output plus the
+    second's, upsampled 2x bilinearly (half-pixel centres keep the grids aligned). Feature pixel j is
+    centred on input pixel s j + (s - 1) / 2."""
 
     dim: int = 64
     width: int = 32
+    stride: int = 4
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        blocks = []
         for width in (self.width, 2 * self.width):
             x = nn.relu(nn.InstanceNorm()(nn.Conv(width, (4, 4), 2, padding=((1, 1), (1, 1)))(x)))
             y = nn.relu(nn.InstanceNorm()(nn.Conv(width, (3, 3), padding=1)(x)))
             x = nn.relu(x + nn.InstanceNorm()(nn.Conv(width, (3, 3), padding=1)(y)))
+            blocks.append(x)
         x = nn.Conv(self.dim, (1, 1))(x)
+        if self.stride == 2:
+            fine = blocks[0]
+            x = nn.Conv(self.dim, (1, 1))(fine) + jax.image.resize(x, x.shape[:-3] + fine.shape[-3:-1] + x.shape[-1:],
+                                                                   "bilinear")
         return x * lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12))
 
 
@@ -147,6 +158,7 @@ class CoTracker:
         iters: M, refinements per window.
         radius: correlation window radius r (a (2r+1)² window per level).
         levels: correlation pyramid levels.
+        stride: the features' stride, 4 (CoTracker's) or 2 (finer positions on small frames).
         dim: feature channels.
         width: the encoder's first width (the second is twice it).
         hidden: transformer width.
@@ -171,6 +183,7 @@ class CoTracker:
     iters: int = 4
     radius: int = 3
     levels: int = 4
+    stride: int = 4
     dim: int = 64
     width: int = 32
     hidden: int = 128
@@ -201,12 +214,14 @@ class CoTracker:
             raise ValueError(f"hidden must be a multiple of heads={self.heads}, got {self.hidden}")
         if self.corr not in CORR_MODES:
             raise ValueError(f"corr must be one of {CORR_MODES}, got {self.corr!r}")
+        if self.stride not in STRIDES:
+            raise ValueError(f"stride must be one of {STRIDES}, got {self.stride}")
         if self.initial not in INITIAL:
             raise ValueError(f"initial must be one of {INITIAL}, got {self.initial!r}")
 
     @property
     def encoder(self) -> Encoder:
-        return Encoder(self.dim, self.width)
+        return Encoder(self.dim, self.width, self.stride)
 
     @property
     def updater(self) -> Updater:
@@ -214,7 +229,7 @@ class CoTracker:
 
     def min_size(self) -> int:
         """The smallest frame side: the coarsest correlation level keeps one pixel."""
-        return STRIDE << (self.levels - 1)
+        return self.stride << (self.levels - 1)
 
     def init(self, key: Array) -> dict:
         """Parameters ``{"encoder": ..., "updater": ...}`` (they do not depend on the frame size)."""
@@ -229,7 +244,7 @@ class CoTracker:
         return count, (count - 1) * step + self.window
 
     def features(self, params, video: Array, chunk: int | None = None) -> Array:
-        """Unit-norm features (B, T, H // 4, W // 4, dim) of ``video`` (B, T, H, W, 3) in [0, 255];
+        """Unit-norm features (B, T, H // s, W // s, dim) (s = ``stride``) of ``video`` (B, T, H, W, 3) in [0, 255];
         ``chunk`` frames at a time (all at once if None)."""
         b, t = video.shape[:2]
         frames = 2 * (video.reshape((b * t,) + video.shape[2:]) / 255.0) - 1
@@ -251,7 +266,7 @@ class CoTracker:
         """Features (B, N, D) of the query points (B, N, 3) in ``fmaps`` (B, T, h, w, D), bilinear."""
         b, t = fmaps.shape[:2]
         n = queries.shape[1]
-        start = to_features(queries[..., 1:])
+        start = to_features(queries[..., 1:], self.stride)
         sampled = bilinear_sample(fmaps.reshape((b * t,) + fmaps.shape[2:]), jnp.repeat(start, t, 0)[:, :, None])
         frame = queries[..., 0].astype(jnp.int32)
         return jnp.take_along_axis(sampled.reshape(b, t, n, -1), frame[:, None, :, None], 1)[:, 0]
@@ -315,7 +330,7 @@ class CoTracker:
         levels = correlation.pyramid(fmaps, self.levels)
         features = self.track_features(fmaps, queries)
         frame = queries[..., 0].astype(jnp.int32)  # (B, N)
-        start = to_features(queries[..., 1:])
+        start = to_features(queries[..., 1:], self.stride)
         mode = self.corr_mode(b, n, *fmaps.shape[2:4])
         s, step = self.window, self.window // 2
         first = jnp.broadcast_to(start[:, None], (b, padded, n, 2))  # the first estimates of every frame
@@ -387,7 +402,7 @@ class CoTracker:
         visible = jnp.moveaxis(batch["visible"][:, index], 0, 1)[:, None].astype(jnp.float32)
         after = jnp.asarray(frames)[:, None, None, :, None] >= queries[None, None, :, None, :, 0]
         valid = (after & jnp.asarray(real)[:, None, None, :, None]).astype(jnp.float32)
-        pred = to_pixels(cs)
+        pred = to_pixels(cs, self.stride)
         weights = self.gamma ** jnp.arange(self.iters - 1, -1, -1.0)[None, :, None, None, None]
         w_pos = valid * (visible + self.occluded_weight * (1 - visible))
         huber = jnp.sum(optax.huber_loss(pred, gt, delta=self.huber), -1) / self.huber  # ~ distance for large errors
@@ -407,7 +422,7 @@ class CoTracker:
         bilinear weights on the four feature pixels around the position."""
         t, h, w = fmaps.shape[1:4]
         logits = correlation.match_logits(self.track_features(fmaps, queries), fmaps, self.match_temperature)
-        g = to_features(tracks.astype(jnp.float32))
+        g = to_features(tracks.astype(jnp.float32), self.stride)
         tx = jnp.maximum(1 - jnp.abs(jnp.arange(w) - g[..., :1]), 0)  # (B, T, N, w): tents = bilinear weights
         ty = jnp.maximum(1 - jnp.abs(jnp.arange(h) - g[..., 1:]), 0)
         target = ty[..., :, None] * tx[..., None, :]
@@ -432,20 +447,20 @@ def _init(model: CoTracker, key: Array) -> dict:
 def _track(model: CoTracker, params, video: Array, queries: Array, chunk: int | None):
     t = video.shape[1]
     coords, vis, _ = model.forward(params, video, queries, chunk)
-    tracks = to_pixels(coords[:, :t])
+    tracks = to_pixels(coords[:, :t], model.stride)
     before = jnp.arange(t)[None, :, None] < queries[:, None, :, 0]
     tracks = jnp.where(before[..., None], queries[:, None, :, 1:], tracks)
     return tracks, jnp.where(before, 0.0, jax.nn.sigmoid(vis[:, :t]))
 
 
-def to_features(xy: Array) -> Array:
-    """Image pixels -> stride-4 feature pixels (feature pixel j is centred on image pixel 4j + 1.5)."""
-    return (xy - (STRIDE - 1) / 2) / STRIDE
+def to_features(xy: Array, stride: int) -> Array:
+    """Image pixels -> feature pixels of ``stride`` s (feature pixel j is centred on image pixel s j + (s - 1) / 2)."""
+    return (xy - (stride - 1) / 2) / stride
 
 
-def to_pixels(xy: Array) -> Array:
-    """Feature pixels -> image pixels."""
-    return xy * STRIDE + (STRIDE - 1) / 2
+def to_pixels(xy: Array, stride: int) -> Array:
+    """Feature pixels of ``stride`` -> image pixels."""
+    return xy * stride + (stride - 1) / 2
 
 
 def dynamic_window(x: Array, start, length: int) -> Array:

@@ -56,6 +56,24 @@ def test_correlation_all_pairs_equals_on_the_fly():
     np.testing.assert_allclose(window[0, 1, 2, 25 + 3 * 5 + 1], features[0, 2] @ levels[1][0, 1, 1, 3], rtol=1e-5)
 
 
+@pytest.mark.parametrize("stride", [4, 2])
+def test_feature_pixel_centres(stride):
+    """Feature pixel j is centred on image pixel s j + (s - 1) / 2: the encoder with its kernels mirrored
+    maps a mirrored frame to the mirrored features, so the centres c_j of a W-pixel frame's w = W / s
+    feature pixels satisfy c_j + c_(w-1-j) = W - 1, and the grid's step is s."""
+    encoder = CoTracker(**{**TINY.__dict__, "stride": stride}).encoder
+    frame = jax.random.uniform(jax.random.key(2), (1, 16, 24, 3), minval=-1, maxval=1)
+    params = encoder.init(jax.random.key(0), frame)
+    mirrored = jax.tree.map(lambda x: x[:, ::-1] if x.ndim == 4 else x, params)  # kernels (kh, kw, in, out)
+    out = encoder.apply(params, frame)
+    chex.assert_shape(out, (1, 16 // stride, 24 // stride, 16))
+    np.testing.assert_allclose(encoder.apply(mirrored, frame[:, :, ::-1])[:, :, ::-1], out, atol=1e-5)
+    w = out.shape[2]
+    centres = to_pixels(jnp.arange(w, dtype=jnp.float32), stride)
+    np.testing.assert_allclose(centres + centres[::-1], 24 - 1)
+    np.testing.assert_allclose(to_features(centres, stride), np.arange(w))
+
+
 def test_best_match_argmax_soft_argmax_and_chunks():
     """A correlation bump centred between pixels, symmetric about (4.5, 3) on a 10 x 7 map: a radius-0
     window gives the argmax pixel, one covering the map the bump's centre; chunks change nothing."""
@@ -74,9 +92,9 @@ def test_match_loss_is_the_cross_entropy_at_the_true_position():
     hidden in frame 1; the query frame is not scored."""
     k = jax.random.split(jax.random.key(3), 2)
     fmaps = jax.random.normal(k[0], (1, 3, 5, 6, 4))
-    queries = jnp.array([[[0, to_pixels(2.0), to_pixels(1.0)], [0, to_pixels(3.0), to_pixels(0.0)]]])
+    queries = jnp.array([[[0, to_pixels(2.0, 4), to_pixels(1.0, 4)], [0, to_pixels(3.0, 4), to_pixels(0.0, 4)]]])
     cells = np.array([[[2, 1], [2, 1]], [[0, 4], [3, 2]], [[5, 3], [3.5, 4]]])  # (T, N, (x, y)) feature pixels
-    tracks, visible = to_pixels(jnp.asarray(cells, jnp.float32))[None], jnp.array([[[1, 1], [1, 0], [1, 1]]])
+    tracks, visible = to_pixels(jnp.asarray(cells, jnp.float32), 4)[None], jnp.array([[[1, 1], [1, 0], [1, 1]]])
     logp = jax.nn.log_softmax(correlation.match_logits(MATCH.track_features(fmaps, queries), fmaps, 20.0)
                               .reshape(1, 3, 2, -1), -1).reshape(3, 2, 5, 6)
     expected = -np.mean([logp[1, 0, 4, 0], logp[2, 0, 3, 5], 0.5 * (logp[2, 1, 4, 3] + logp[2, 1, 4, 4])])
@@ -94,9 +112,9 @@ def test_match_initialisation(clip):
     best = correlation.best_match(MATCH.track_features(fmaps, queries), fmaps, MATCH.match_temperature,
                                   MATCH.match_radius)
     query = np.arange(8)[None, :, None] == np.asarray(queries[..., 0])[:, None]
-    expected = np.where(query[..., None], to_features(queries[:, None, :, 1:]), best)
+    expected = np.where(query[..., None], to_features(queries[:, None, :, 1:], 4), best)
     np.testing.assert_allclose(coords[:, :8], expected, atol=1e-4)
-    assert float(jnp.abs(best - to_features(queries[:, None, :, 1:])).max()) > 1  # matches, not zero motion
+    assert float(jnp.abs(best - to_features(queries[:, None, :, 1:], 4)).max()) > 1  # matches, not zero motion
 
 
 def test_shapes_initial_tracks_and_frames_before_the_query(clip):
@@ -122,7 +140,7 @@ def test_a_window_alone_equals_the_window_inside_the_clip(clip, params, forward)
     copy = (frames < 2)[:, None, :]
     prev, prev_vis = cs[0, -1][:, 2:4], vs[0, -1][:, 2:4]  # window 0's estimates of frames 2, 3
     init = jnp.where(copy[..., None], jnp.concatenate([prev, prev[:, -1:], prev[:, -1:]], 1),
-                     to_features(queries[:, None, :, 1:]))
+                     to_features(queries[:, None, :, 1:], 4))
     vis0 = jnp.where(copy, jnp.concatenate([prev_vis, prev_vis[:, -1:], prev_vis[:, -1:]], 1), 0.0)
     alone = jax.jit(TINY.refine_window)(params, levels, TINY.track_features(fmaps, queries), frames, init, vis0)
     np.testing.assert_allclose(alone[0], cs[1], atol=1e-5)
@@ -144,19 +162,26 @@ def test_all_pairs_and_on_the_fly_trackers_agree(clip, params):
     assert TINY.corr_mode(1, 1024, 270, 480) == "on_the_fly" and TINY.corr_mode(1, 64, 16, 16) == "all_pairs"
 
 
-def test_translation_equivariance(clip, params):
-    """The clip on a black canvas, placed 8 px further right and down (the coarsest level's stride): the
-    tracks move by 8 px and nothing else changes, as long as no computation reaches the canvas border."""
+@pytest.mark.parametrize("stride", [4, 2])
+def test_translation_equivariance(clip, params, stride):
+    """The clip on a black canvas, placed one stride of the coarsest level further right and down (8 px at
+    stride 4, 4 px at 2): the tracks move with it and nothing else changes, as long as no computation
+    reaches the canvas border."""
+    model = CoTracker(**{**TINY.__dict__, "stride": stride})
+    if stride != TINY.stride:
+        params = {"encoder": model.init(jax.random.key(0))["encoder"], "updater": params["updater"]}
+    shift = model.min_size()
 
     def place(offset):
         canvas = np.zeros((1, 8, 160, 160, 3), np.float32)
         canvas[:, :, offset:offset + 32, offset:offset + 32] = clip["video"]
         return canvas, clip["queries"] + [0, offset, offset]
 
-    a, va = TINY.track(params, *place(56))
-    b, vb = TINY.track(params, *place(64))
-    np.testing.assert_allclose(np.asarray(b) - 8, a, atol=1e-4)
+    a, va = model.track(params, *place(56))
+    b, vb = model.track(params, *place(56 + shift))
+    np.testing.assert_allclose(np.asarray(b) - shift, a, atol=1e-4)
     np.testing.assert_allclose(vb, va, atol=1e-5)
+    assert float(np.abs(np.asarray(a) - clip["queries"][:, None, :, 1:] - 56).max()) > 0.1  # the tracks move
 
 
 def test_masks_and_joint_tracking(clip, params, forward):
@@ -222,6 +247,6 @@ def test_bad_input_names_the_argument(clip, change, match):
 def test_bad_settings():
     for kwargs, match in [(dict(window=5), "window"), (dict(hidden=30, heads=4), "hidden"),
                           (dict(corr="dense"), "corr"), (dict(virtual=-1), "virtual"),
-                          (dict(initial="zero"), "initial")]:
+                          (dict(initial="zero"), "initial"), (dict(stride=8), "stride")]:
         with pytest.raises(ValueError, match=match):
             CoTracker(**kwargs)

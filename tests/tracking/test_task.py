@@ -51,6 +51,7 @@ def test_trains_evaluates_and_restores(tmp_path, one_device):
     ("model", "window", 5, "config.model.window: must be even and >= 2, got 5"),
     ("model", "hiden", 32, "config.model.hiden: no such field; config.model has "),
     ("model", "corr", "dense", "config.model.corr: must be one of"),
+    ("model", "stride", 3, "config.model.stride: must be one of"),
     ("data", "num_frames", 3, "config.data.num_frames: 3 is shorter than one window"),
     ("eval", "num_frames", 2, "config.eval.num_frames: 2 is shorter than one window"),
     ("data", "size", (12, 32), "config.data.size: must be"),

@@ -71,8 +71,7 @@ class Encoder(nn.Module):
         x = nn.Conv(self.dim, (1, 1))(x)
         if self.stride == 2:
             fine = blocks[0]
-            x = nn.Conv(self.dim, (1, 1))(fine) + jax.image.resize(x, x.shape[:-3] + fine.shape[-3:-1] + x.shape[-1:],
-                                                                   "bilinear")
+            x = nn.Conv(self.dim, (1, 1))(fine) + jax.image.resize(x, fine.shape[:-1] + x.shape[-1:], "bilinear")
         return x * lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12))
 
 

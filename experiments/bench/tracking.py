@@ -2,6 +2,7 @@ r"""Point tracking: the CoTracker-style tracker after a CPU budget, against Luca
 zero motion; joint against single-point tracking; speed and memory; a real stereo pair.
 
     python -m experiments.bench.tracking [--minutes=30] [--parts=accuracy,ablation,speed,stereo]
+    python -m experiments.bench.tracking --parts=inference --trained=workdir/tracking
 
 ``accuracy``: trains the tracker with the runner (``experiments/configs/tracking.py`` in
 ``--workdir``/joint; the number of steps fills ``--minutes``, timed on the first steps and stored;
@@ -27,6 +28,10 @@ at some frame after their query.
 ``speed``: time and memory per frame of ``track`` (XLA's memory analysis of the compiled call) for
 256 and 1,024 tracks on 256x256 and 1080p clips of ``--speed_frames`` frames.
 
+``inference``: the tracker the runner trained in ``--trained`` (its config and latest checkpoint, EMA
+weights) scored on its held-out clips with every combination of ``--iters`` refinements per window and a
+``--support`` grid of context points (``CoTracker.track``'s ``support``): test-time settings, no training.
+
 ``stereo``: ``skimage.data.stereo_motorcycle`` (Middlebury, ground-truth disparity) downscaled by
 ``--stereo_scales``: left then right frame (repeated to fill a window), points on a grid of pixels
 with finite disparity, tracked to x - d in the right frame.
@@ -42,7 +47,7 @@ import numpy as np
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-PARTS = ("accuracy", "ablation", "speed", "stereo")
+PARTS = ("accuracy", "ablation", "speed", "stereo", "inference")
 
 
 def define_flags() -> None:
@@ -50,7 +55,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", 0, "Training steps of each tracker; 0: as many as fill --minutes.")
     flags.DEFINE_float("raft_minutes", 30.0, "Training budget of RAFT-small, minutes.")
     flags.DEFINE_string("workdir", "workdir/tracking_bench", "Checkpoints, plans and results.")
-    flags.DEFINE_list("parts", list(PARTS), f"Which parts to run: {', '.join(PARTS)}.")
+    flags.DEFINE_list("parts", list(PARTS[:4]), f"Which parts to run: {', '.join(PARTS)}.")
     flags.DEFINE_integer("eval_videos", 64, "Held-out clips (config.eval.num_videos).")
     flags.DEFINE_integer("tune_videos", 16, "Training clips for choosing the baselines' settings.")
     flags.DEFINE_integer("speed_frames", 16, "Frames of the speed clips.")
@@ -59,6 +64,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("data_workers", 1, "Processes drawing training clips (config.train.data_workers).")
     flags.DEFINE_enum("initial", None, ["query", "match"], "The trackers' model.initial; the config's if unset.")
     flags.DEFINE_enum("stride", None, ["2", "4"], "The trackers' model.stride; the config's if unset.")
+    flags.DEFINE_string("trained", "workdir/tracking", "Part inference: the runner's workdir of a trained tracker.")
+    flags.DEFINE_list("iters", ["4", "6", "8"], "Part inference: refinements per window to score.")
+    flags.DEFINE_list("support", ["0", "5", "8"], "Part inference: support grids (G x G points; 0: none) to score.")
 
 
 # ----------------------------------------------------------------------------- training
@@ -122,10 +130,9 @@ def train_tracker(name: str, minutes: float):
     parameters and the runner's metrics."""
     import jax
 
-    from experiments import run
+    from experiments import checks, run
     from experiments.tasks import tracking
     from jaxdiff.train import create_train_state, data_mesh, make_optimizer, replicate
-    from experiments import checks
 
     config = tracker_config(name)
     workdir = os.path.join(FLAGS.workdir, name)
@@ -305,8 +312,8 @@ def subset(clips, points: np.ndarray, *arrays):
 def accuracy() -> dict:
     import jax
 
-    from experiments.tasks.tracking import held_out, tracks_figure
     from experiments.outputs import Outputs
+    from experiments.tasks.tracking import held_out, tracks_figure
     from jaxdiff.tracking import data
     from jaxdiff.tracking.baselines import zero_motion
 
@@ -382,8 +389,9 @@ def speed() -> dict:
                 t0 = time.perf_counter()
                 jax.block_until_ready(compiled(params, video, queries))
                 times.append(time.perf_counter() - t0)
-            mode = tracker.corr_mode(1, n, h // 4, w // 4)
-            volume = correlation.volume_bytes(1, tracker.window, n, h // 4, w // 4, tracker.levels)
+            fh, fw = h // tracker.stride, w // tracker.stride
+            mode = tracker.corr_mode(1, n, fh, fw)
+            volume = correlation.volume_bytes(1, tracker.window, n, fh, fw, tracker.levels)
             rows.append({"size": [h, w], "tracks": n, "frames": FLAGS.speed_frames, "corr": mode,
                          "ms_per_frame": 1000 * min(times) / FLAGS.speed_frames,
                          "temp_mib": m.temp_size_in_bytes / 2**20, "argument_mib": m.argument_size_in_bytes / 2**20,
@@ -392,7 +400,37 @@ def speed() -> dict:
     return {"rows": rows}
 
 
-def stereo(params_config=None) -> dict:
+def inference() -> dict:
+    import dataclasses
+
+    import jax
+    import ml_collections
+
+    from experiments import checks, run
+    from experiments.tasks.tracking import held_out, model
+    from jaxdiff.train import create_train_state, data_mesh, make_optimizer, replicate
+
+    with open(os.path.join(FLAGS.trained, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    tracker = model(config)
+    state = create_train_state(tracker.init(jax.random.key(0)), make_optimizer(checks.optim_config(config)),
+                               jax.random.key(0))
+    state = run.restore(replicate(state, data_mesh()), FLAGS.trained)
+    params = jax.device_get(state.ema_params)
+    clips = held_out(config)
+    rows = []
+    for iters in (int(i) for i in FLAGS.iters):
+        for support in (int(g) for g in FLAGS.support):
+            t0 = time.perf_counter()
+            tracks, vis = dataclasses.replace(tracker, iters=iters).track(params, clips["video"], clips["queries"],
+                                                                         support=support)
+            rows.append({"iters": iters, "support": support, **score(clips, tracks, np.asarray(vis) > 0.5),
+                         "seconds": time.perf_counter() - t0})
+            print({k: rows[-1][k] for k in ("iters", "support", "AJ", "delta_avg", "OA", "seconds")}, flush=True)
+    return {"trained": FLAGS.trained, "step": int(state.step), "trained_iters": tracker.iters, "rows": rows}
+
+
+def stereo() -> dict:
     import skimage.data
     import skimage.transform
 
@@ -418,7 +456,6 @@ def stereo(params_config=None) -> dict:
         queries = np.stack([np.zeros(n), xs, ys], -1)[None].astype(np.float32)
         truth = np.broadcast_to(np.stack([xs, ys], -1), (1, t, n, 2)).copy()
         truth[0, 1:, :, 0] -= d[ys.astype(int), xs.astype(int)]
-        clips = {"video": video, "queries": queries, "tracks": truth, "visible": np.ones((1, t, n), bool)}
         tracks, vis = tracker.track(params, video, queries)
         forward, backward = raft_flows(raft_model, {"params": raft_params}, video[:, :2])
         raft = chain_flows(forward, queries, backward, 1e9)

@@ -358,7 +358,8 @@ class CoTracker:
 
     # ------------------------------------------------------------------------- the public functions
 
-    def track(self, params, video: Array, queries: Array, *, chunk: int | None = 8) -> tuple[Array, Array]:
+    def track(self, params, video: Array, queries: Array, *, chunk: int | None = 8,
+              support: int = 0) -> tuple[Array, Array]:
         """Track the query points through the video.
 
         Args:
@@ -367,6 +368,9 @@ class CoTracker:
             queries: (B, N, 3) as (t, x, y): integer frames in [0, T - 1], points inside the frame
                 (0 <= x <= W - 1, 0 <= y <= H - 1).
             chunk: frames encoded at a time (bounds the encoder's memory); None: all at once.
+            support: G > 0 also tracks a G x G grid of points queried in the first frame
+                (``support_grid``), as context for the queries through space attention (CoTracker's
+                support grid), and drops them from the outputs; 0: none.
 
         Returns:
             tracks (B, T, N, 2) (x, y) pixels and visibility (B, T, N) probabilities (threshold them, e.g.
@@ -374,7 +378,16 @@ class CoTracker:
             point there, with visibility 0.
         """
         check_inputs(video, queries, self.window, self.min_size())
-        return _track(self, params, jnp.asarray(video, jnp.float32), jnp.asarray(queries, jnp.float32), chunk)
+        if not isinstance(support, (int, np.integer)) or support < 0:
+            raise ValueError(f"support must be an integer >= 0 (a G x G grid; 0: none), got {support!r}")
+        queries = jnp.asarray(queries, jnp.float32)
+        n = queries.shape[1]
+        if support:
+            b, _, h, w, _ = np.shape(video)
+            grid = jnp.broadcast_to(support_grid(support, h, w), (b, support * support, 3))
+            queries = jnp.concatenate([queries, grid], 1)
+        tracks, visibility = _track(self, params, jnp.asarray(video, jnp.float32), queries, chunk)
+        return tracks[:, :, :n], visibility[:, :, :n]
 
     def loss(self, params, batch: dict, key: Array | None = None) -> tuple[Array, dict]:
         """``(params, batch, key) -> (loss, terms)`` for ``jaxdiff.train.make_train_step``.
@@ -450,6 +463,13 @@ def _track(model: CoTracker, params, video: Array, queries: Array, chunk: int | 
     before = jnp.arange(t)[None, :, None] < queries[:, None, :, 0]
     tracks = jnp.where(before[..., None], queries[:, None, :, 1:], tracks)
     return tracks, jnp.where(before, 0.0, jax.nn.sigmoid(vis[:, :t]))
+
+
+def support_grid(size: int, height: int, width: int) -> np.ndarray:
+    """(size², 3) queries (0, x, y): the centres of a ``size`` x ``size`` tiling of the first frame."""
+    ys, xs = ((np.arange(size) + 0.5) * extent / size - 0.5 for extent in (height, width))
+    y, x = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([np.zeros(size * size), x.ravel(), y.ravel()], -1).astype(np.float32)
 
 
 def to_features(xy: Array, stride: int) -> Array:

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from jaxdiff.tracking import correlation, data
-from jaxdiff.tracking.model import CoTracker, to_features, to_pixels
+from jaxdiff.tracking.model import CoTracker, support_grid, to_features, to_pixels
 
 TINY = CoTracker(window=4, iters=2, levels=2, dim=16, width=8, hidden=16, heads=2, depth=1, virtual=4)
 MATCH = CoTracker(**{**TINY.__dict__, "initial": "match"})
@@ -203,6 +203,27 @@ def test_masks_and_joint_tracking(clip, params, forward):
     p["updater"]["position_head"] = params["updater"]["position_head"]
     single = jax.jit(alone.forward)
     np.testing.assert_array_equal(others(single, p, 0, (5, 5)), others(single, p, 0, (25, 20)))
+
+
+def test_support_grid(clip, params):
+    """The support points are tiles' centres, dropped from the outputs; they change the queries' tracks
+    through space attention, and nothing when every point is tracked alone."""
+    grid = support_grid(3, 32, 48)
+    np.testing.assert_allclose(grid[:3], [[0, 7.5, 32 / 6 - 0.5], [0, 23.5, 32 / 6 - 0.5], [0, 39.5, 32 / 6 - 0.5]])
+    np.testing.assert_allclose(grid[:, 1:] + grid[::-1, 1:], np.broadcast_to([47, 31], (9, 2)), atol=1e-5)  # mirrored
+    video, queries = clip["video"], clip["queries"]
+    tracks, vis = TINY.track(params, video, queries)
+    with_grid, with_grid_vis = TINY.track(params, video, queries, support=3)
+    chex.assert_equal_shape([tracks, with_grid])
+    chex.assert_equal_shape([vis, with_grid_vis])
+    assert float(jnp.abs(with_grid - tracks).max()) > 1e-3
+    alone = CoTracker(**{**TINY.__dict__, "virtual": 0})
+    p = alone.init(jax.random.key(0))
+    p["updater"]["position_head"] = params["updater"]["position_head"]
+    np.testing.assert_allclose(alone.track(p, video, queries, support=3)[0], alone.track(p, video, queries)[0],
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="support"):
+        TINY.track(params, video, queries, support=-1)
 
 
 def test_overfits_one_clip():

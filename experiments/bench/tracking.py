@@ -48,6 +48,7 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 PARTS = ("accuracy", "ablation", "speed", "stereo", "inference")
+DEFAULT_PARTS = ("accuracy", "ablation", "speed", "stereo")  # inference scores a tracker trained elsewhere
 
 
 def define_flags() -> None:
@@ -55,7 +56,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", 0, "Training steps of each tracker; 0: as many as fill --minutes.")
     flags.DEFINE_float("raft_minutes", 30.0, "Training budget of RAFT-small, minutes.")
     flags.DEFINE_string("workdir", "workdir/tracking_bench", "Checkpoints, plans and results.")
-    flags.DEFINE_list("parts", list(PARTS[:4]), f"Which parts to run: {', '.join(PARTS)}.")
+    flags.DEFINE_list("parts", list(DEFAULT_PARTS), f"Which parts to run: {', '.join(PARTS)}.")
     flags.DEFINE_integer("eval_videos", 64, "Held-out clips (config.eval.num_videos).")
     flags.DEFINE_integer("tune_videos", 16, "Training clips for choosing the baselines' settings.")
     flags.DEFINE_integer("speed_frames", 16, "Frames of the speed clips.")
@@ -65,8 +66,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("initial", None, ["query", "match"], "The trackers' model.initial; the config's if unset.")
     flags.DEFINE_enum("stride", None, ["2", "4"], "The trackers' model.stride; the config's if unset.")
     flags.DEFINE_string("trained", "workdir/tracking", "Part inference: the runner's workdir of a trained tracker.")
-    flags.DEFINE_list("iters", ["4", "6", "8"], "Part inference: refinements per window to score.")
-    flags.DEFINE_list("support", ["0", "5", "8"], "Part inference: support grids (G x G points; 0: none) to score.")
+    flags.DEFINE_list("iters", ["4", "6"], "Part inference: refinements per window to score.")
+    flags.DEFINE_list("support", ["0", "5"], "Part inference: support grids (G x G points; 0: none) to score.")
 
 
 # ----------------------------------------------------------------------------- training
@@ -128,22 +129,29 @@ def plan_steps(config, workdir: str, minutes: float, steps: int = 0) -> int:
 def train_tracker(name: str, minutes: float):
     """Train (or resume) the tracker ``name`` ("joint" | "single") with the runner; returns its config, EMA
     parameters and the runner's metrics."""
-    import jax
 
-    from experiments import checks, run
-    from experiments.tasks import tracking
-    from jaxdiff.train import create_train_state, data_mesh, make_optimizer, replicate
+    from experiments import run
 
     config = tracker_config(name)
     workdir = os.path.join(FLAGS.workdir, name)
     config.train.num_steps = plan_steps(config, workdir, minutes, FLAGS.steps)
     config.optim.warmup_steps = min(config.optim.warmup_steps, max(1, config.train.num_steps // 20))
     metrics = run.run(config, workdir, progress=False)
-    experiment = tracking.build(config)
-    state = replicate(create_train_state(experiment.init(jax.random.key(0)), make_optimizer(checks.optim_config(config)),
-                                         jax.random.key(0)), data_mesh())
-    state = run.restore(state, workdir)
-    return config, jax.device_get(state.ema_params), metrics
+    return config, restore_ema(config, workdir)[0], metrics
+
+
+def restore_ema(config, workdir: str):
+    """(EMA parameters, step) of the latest checkpoint the runner wrote in ``workdir`` for ``config``."""
+    import jax
+
+    from experiments import checks, run
+    from experiments.tasks.tracking import model
+    from jaxdiff.train import create_train_state, data_mesh, make_optimizer, replicate
+
+    state = create_train_state(model(config).init(jax.random.key(0)), make_optimizer(checks.optim_config(config)),
+                               jax.random.key(0))
+    state = run.restore(replicate(state, data_mesh()), workdir)
+    return jax.device_get(state.ema_params), int(state.step)
 
 
 def flow_batch(step: int, batch: int = 8, size=(64, 64), seed: int = 0) -> dict:
@@ -403,20 +411,14 @@ def speed() -> dict:
 def inference() -> dict:
     import dataclasses
 
-    import jax
     import ml_collections
 
-    from experiments import checks, run
     from experiments.tasks.tracking import held_out, model
-    from jaxdiff.train import create_train_state, data_mesh, make_optimizer, replicate
 
     with open(os.path.join(FLAGS.trained, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     tracker = model(config)
-    state = create_train_state(tracker.init(jax.random.key(0)), make_optimizer(checks.optim_config(config)),
-                               jax.random.key(0))
-    state = run.restore(replicate(state, data_mesh()), FLAGS.trained)
-    params = jax.device_get(state.ema_params)
+    params, step = restore_ema(config, FLAGS.trained)
     clips = held_out(config)
     rows = []
     for iters in (int(i) for i in FLAGS.iters):
@@ -427,7 +429,7 @@ def inference() -> dict:
             rows.append({"iters": iters, "support": support, **score(clips, tracks, np.asarray(vis) > 0.5),
                          "seconds": time.perf_counter() - t0})
             print({k: rows[-1][k] for k in ("iters", "support", "AJ", "delta_avg", "OA", "seconds")}, flush=True)
-    return {"trained": FLAGS.trained, "step": int(state.step), "trained_iters": tracker.iters, "rows": rows}
+    return {"trained": FLAGS.trained, "step": step, "trained_iters": tracker.iters, "rows": rows}
 
 
 def stereo() -> dict:

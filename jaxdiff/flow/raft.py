@@ -15,6 +15,7 @@ from flax import linen as nn
 from jax import lax
 
 from jaxdiff.flow.corr import correlation_pyramid, lookup
+from jaxdiff.nn.conv import Conv
 
 Array = jax.Array
 
@@ -26,7 +27,7 @@ _TORCH_INIT = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 def _conv(features: int, kernel, stride: int = 1, init=_TORCH_INIT) -> nn.Conv:
     kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
     padding = [(k // 2, k // 2) for k in kernel]
-    return nn.Conv(features, kernel, strides=stride, padding=padding, kernel_init=init)
+    return Conv(features, kernel, strides=stride, padding=padding, kernel_init=init)
 
 
 # ----------------------------------------------------------------------------- padding

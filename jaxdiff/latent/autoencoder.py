@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jaxdiff.latent.vae import gaussian_kl, reparameterize
 from jaxdiff.latent.vq import VectorQuantizer
+from jaxdiff.nn.conv import Conv
 
 
 def check_latent_size(image_shape: tuple[int, ...], num_down: int) -> tuple[int, int]:
@@ -34,9 +35,9 @@ class _ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = nn.Conv(self.channels, (3, 3))(nn.silu(nn.GroupNorm(num_groups=min(8, x.shape[-1]))(x)))
-        h = nn.Conv(self.channels, (3, 3))(nn.silu(nn.GroupNorm(num_groups=min(8, self.channels))(h)))
-        skip = x if x.shape[-1] == self.channels else nn.Conv(self.channels, (1, 1))(x)
+        h = Conv(self.channels, (3, 3))(nn.silu(nn.GroupNorm(num_groups=min(8, x.shape[-1]))(x)))
+        h = Conv(self.channels, (3, 3))(nn.silu(nn.GroupNorm(num_groups=min(8, self.channels))(h)))
+        skip = x if x.shape[-1] == self.channels else Conv(self.channels, (1, 1))(x)
         return skip + h
 
 
@@ -52,11 +53,11 @@ class _Encoder(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"x must have shape (B, H, W, C), got {x.shape}")
         check_latent_size(x.shape[1:3], self.num_down)
-        h = nn.Conv(self.channels, (3, 3), name="conv_in")(x)
+        h = Conv(self.channels, (3, 3), name="conv_in")(x)
         for i in range(self.num_down):
-            h = nn.Conv(self.channels, (3, 3), strides=2, name=f"down{i}")(_ResBlock(self.channels, name=f"res{i}")(h))
+            h = Conv(self.channels, (3, 3), strides=2, name=f"down{i}")(_ResBlock(self.channels, name=f"res{i}")(h))
         h = _ResBlock(self.channels, name=f"res{self.num_down}")(h)
-        return nn.Conv(self.out_channels, (1, 1), name="conv_out")(nn.silu(h))
+        return Conv(self.out_channels, (1, 1), name="conv_out")(nn.silu(h))
 
 
 class _Decoder(nn.Module):
@@ -68,14 +69,14 @@ class _Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        h = nn.Conv(self.channels, (3, 3), name="conv_in")(z)
+        h = Conv(self.channels, (3, 3), name="conv_in")(z)
         for i in range(self.num_down):
             h = _ResBlock(self.channels, name=f"res{i}")(h)
             b, height, width, c = h.shape
-            h = nn.Conv(self.channels, (3, 3), name=f"up{i}")(
+            h = Conv(self.channels, (3, 3), name=f"up{i}")(
                 jax.image.resize(h, (b, 2 * height, 2 * width, c), "nearest"))
         h = _ResBlock(self.channels, name=f"res{self.num_down}")(h)
-        return nn.Conv(self.out_channels, (3, 3), name="conv_out")(nn.silu(h))
+        return Conv(self.out_channels, (3, 3), name="conv_out")(nn.silu(h))
 
 
 def _check_config(num_down: int, latent_channels: int) -> None:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff._checks import check_finite
+from jaxdiff.nn.conv import Conv
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -304,7 +305,7 @@ class ConvEncoder(nn.Module):
             raise ValueError(f"x must have shape (B, H, W, C), got {x.shape}")
         h = x
         for ch in self.channels:
-            h = nn.silu(nn.Conv(ch, (3, 3), strides=2)(h))
+            h = nn.silu(Conv(ch, (3, 3), strides=2)(h))
         h = h.reshape(h.shape[0], -1)
         mean = nn.Dense(self.latent_dim, name="mean")(h)
         log_var = nn.Dense(self.latent_dim, kernel_init=nn.initializers.zeros, name="log_var")(h)
@@ -328,7 +329,7 @@ class ConvDecoder(nn.Module):
         h = h.reshape(z.shape[0], height // f, width // f, self.channels[0])
         for ch in self.channels:
             h = nn.silu(nn.ConvTranspose(ch, (3, 3), strides=(2, 2))(h))
-        out = nn.Conv(ch_out * self.num_params, (3, 3), name="out")(h)
+        out = Conv(ch_out * self.num_params, (3, 3), name="out")(h)
         return out.reshape(out.shape[:-1] + (ch_out, self.num_params))
 
 

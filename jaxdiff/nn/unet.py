@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff.nn.conditioning import XAVIER, NoiseLabelEmbedding, check_inputs
+from jaxdiff.nn.conv import Conv
 
 SKIP_SCALE = math.sqrt(0.5)
 
@@ -39,7 +40,7 @@ def group_norm(channels: int, num_groups: int = 32, dtype: Any = None) -> nn.Gro
 
 def _conv(features: int, kernel: int, zero: bool = False, dtype: Any = jnp.float32) -> nn.Conv:
     init = nn.initializers.zeros if zero else XAVIER
-    return nn.Conv(features, (kernel, kernel), padding="SAME", kernel_init=init, dtype=dtype)
+    return Conv(features, (kernel, kernel), padding="SAME", kernel_init=init, dtype=dtype)
 
 
 def _resample(x: jax.Array, resample: str | None) -> jax.Array:

@@ -37,6 +37,7 @@ from jax import lax
 
 from jaxdiff._arrays import concrete
 from jaxdiff.flow.corr import bilinear_sample
+from jaxdiff.nn.conv import Conv
 from jaxdiff.tracking import correlation
 
 Array = jax.Array
@@ -64,14 +65,14 @@ class Encoder(nn.Module):
     def __call__(self, x: Array) -> Array:
         blocks = []
         for width in (self.width, 2 * self.width):
-            x = nn.relu(nn.InstanceNorm()(nn.Conv(width, (4, 4), 2, padding=((1, 1), (1, 1)))(x)))
-            y = nn.relu(nn.InstanceNorm()(nn.Conv(width, (3, 3), padding=1)(x)))
-            x = nn.relu(x + nn.InstanceNorm()(nn.Conv(width, (3, 3), padding=1)(y)))
+            x = nn.relu(nn.InstanceNorm()(Conv(width, (4, 4), 2, padding=((1, 1), (1, 1)))(x)))
+            y = nn.relu(nn.InstanceNorm()(Conv(width, (3, 3), padding=1)(x)))
+            x = nn.relu(x + nn.InstanceNorm()(Conv(width, (3, 3), padding=1)(y)))
             blocks.append(x)
-        x = nn.Conv(self.dim, (1, 1))(x)
+        x = Conv(self.dim, (1, 1))(x)
         if self.stride == 2:
             fine = blocks[0]
-            x = nn.Conv(self.dim, (1, 1))(fine) + jax.image.resize(x, fine.shape[:-1] + x.shape[-1:], "bilinear")
+            x = Conv(self.dim, (1, 1))(fine) + jax.image.resize(x, fine.shape[:-1] + x.shape[-1:], "bilinear")
         return x * lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12))
 
 

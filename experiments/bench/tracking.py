@@ -65,6 +65,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("data_workers", 1, "Processes drawing training clips (config.train.data_workers).")
     flags.DEFINE_enum("initial", None, ["query", "match"], "The trackers' model.initial; the config's if unset.")
     flags.DEFINE_enum("stride", None, ["2", "4"], "The trackers' model.stride; the config's if unset.")
+    flags.DEFINE_float("huber", None, "The trackers' model.huber (pixels); the config's if unset.")
     flags.DEFINE_string("trained", "workdir/tracking", "Part inference: the runner's workdir of a trained tracker.")
     flags.DEFINE_list("iters", ["4", "6"], "Part inference: refinements per window to score.")
     flags.DEFINE_list("support", ["0", "5"], "Part inference: support grids (G x G points; 0: none) to score.")
@@ -83,6 +84,8 @@ def tracker_config(name: str):
         config.model.initial = FLAGS.initial
     if FLAGS.stride:
         config.model.stride = int(FLAGS.stride)
+    if FLAGS.huber is not None:
+        config.model.huber = FLAGS.huber
     if name == "single":
         config.model.virtual = 0
     return config

@@ -21,6 +21,8 @@ import time
 
 from absl import app, flags
 
+from experiments.bench.train_throughput import _best_time
+
 FLAGS = flags.FLAGS
 PARTS = ("layers", "steps")
 # (batch, size, in channels, out channels, kernel, stride, who uses it)
@@ -38,18 +40,6 @@ LAYERS = (
 def define_flags() -> None:
     flags.DEFINE_list("parts", list(PARTS), f"Parts to run, of {PARTS}.")
     flags.DEFINE_integer("repeats", 5, "Timing rounds, the two paths in alternation; the best of each is reported.")
-
-
-def _best_ms(fn, *args, repeats: int) -> float:
-    import jax
-
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return 1e3 * best
 
 
 def _both(loss, args, argnums, repeats: int, path: str) -> tuple[float, float, float]:
@@ -92,19 +82,21 @@ def _first(loss, params, batch):
 def layers(repeats: int) -> list[dict]:
     import jax
 
-    from jaxdiff.nn.conv import MIN_CHANNELS, MIN_PIXELS, Conv
+    from jaxdiff.nn.conv import Conv, pays
 
     rows = []
     for b, size, cin, cout, k, stride, who in LAYERS:
         x = jax.random.normal(jax.random.key(0), (b, size, size, cin))
         conv = Conv(cout, (k, k), stride, padding=(k - stride) // 2 if k % 2 == stride % 2 else "SAME")
         params = conv.init(jax.random.key(1), x)
-        forward = _best_ms(jax.jit(conv.apply), params, x, repeats=repeats)
+        apply = jax.jit(conv.apply)
+        jax.block_until_ready(apply(params, x))
+        forward = 1e3 * _best_time(lambda: jax.block_until_ready(apply(params, x)), repeats)  # noqa: B023
         loss = functools.partial(_sine_loss, conv.apply)
         lax_ms, new_ms, diff = _both(loss, (params, x), (0, 1), repeats, "shifted")
         out = jax.eval_shape(conv.apply, params, x).shape
         rows.append({"layer": f"{b}x{size}x{size}x{cin} -> {cout}, {k}x{k} stride {stride}", "who": who,
-                     "auto_path": "shifted" if out[1] * out[2] >= MIN_PIXELS and cin >= MIN_CHANNELS else "lax",
+                     "auto_path": "shifted" if pays(out[1] * out[2], cin) else "lax",
                      "forward_ms": round(forward, 1), "grad_lax_ms": round(lax_ms, 1),
                      "grad_shifted_ms": round(new_ms, 1), "speedup": round(lax_ms / new_ms, 2),
                      "rel_diff": float(f"{diff:.1e}")})
@@ -137,7 +129,8 @@ def _runner_loss(config_path: str, overrides: dict):
 
 
 def _unet_loss(config_path: str, batch: int, size: int):
-    """(loss, params, batch) of an EDM denoising loss of a config's UNet on random ``size`` x ``size`` images."""
+    """(loss, params, batch) of a denoising loss (squared error, log-normal noise levels) of a config's UNet
+    on random ``size`` x ``size`` images."""
     import jax
     import jax.numpy as jnp
 

@@ -44,6 +44,11 @@ def kernel_gradients(path: str):
         _state["path"] = before
 
 
+def pays(pixels: int, channels: int) -> bool:
+    """Whether "auto" takes the shifted products for outputs of ``pixels`` per map from ``channels`` inputs."""
+    return pixels >= MIN_PIXELS and channels >= MIN_CHANNELS
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
                          preferred_element_type=None):
@@ -60,8 +65,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
         padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
     out = [(n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in zip(lhs.shape[1:3], pads, rhs.shape[:2], window_strides)]
-    large = out[0] * out[1] >= MIN_PIXELS and rhs.shape[2] >= MIN_CHANNELS
-    if min(min(p) for p in pads) < 0 or (_state["path"] == "auto" and not large):
+    if min(min(p) for p in pads) < 0 or (_state["path"] == "auto" and not pays(out[0] * out[1], rhs.shape[2])):
         return lax.conv_general_dilated(*args)
     return _conv(tuple(int(s) for s in window_strides), pads, precision, lhs, rhs)
 
